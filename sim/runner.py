@@ -1,0 +1,63 @@
+"""Build and run cocotb benches through `cocotb_tools.runner`, with per-design build caching.
+
+``run_cocotb(verilog, toplevel, test_module, build_dir, simulator=...)`` builds the Verilog in
+``build_dir`` (rebuilt only when the source text or the build settings change: the hash of both is
+kept in ``build_dir/.exitgate-build-hash``) and runs the cocotb test module against it. Extra
+information for the bench goes through environment variables (``extra_env``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .tools import require_simulator, use_tools
+
+__all__ = ["run_cocotb", "design_hash"]
+
+_TIMESCALE = ("1ns", "1ps")
+
+
+def design_hash(verilog_text: str, settings: dict) -> str:
+    h = hashlib.sha256(verilog_text.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, *,
+               simulator: str = "verilator", test_dir: Path | None = None,
+               extra_env: dict | None = None, waves: bool = False, testcase=None,
+               python_search: list | None = None) -> Path:
+    """Build (cached) and test; returns the results.xml path. Raises on failing tests."""
+    require_simulator(simulator)
+    use_tools()
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    sim_name = {"verilator": "verilator", "icarus": "icarus"}[simulator]
+    verilog = Path(verilog).resolve()
+    build_dir = Path(build_dir).resolve()
+    build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"] \
+        if sim_name == "verilator" else []
+    settings = {"sim": sim_name, "top": toplevel, "args": build_args, "waves": waves}
+    digest = design_hash(verilog.read_text(), settings)
+    stamp = build_dir / ".exitgate-build-hash"
+    always = not (stamp.exists() and stamp.read_text() == digest)
+    if python_search:
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(p) for p in python_search] + [os.environ.get("PYTHONPATH", "")])
+    runner = get_runner(sim_name)
+    runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir, always=always,
+                 build_args=build_args, timescale=_TIMESCALE, waves=waves)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                          test_dir=test_dir or build_dir, extra_env=extra_env or {}, waves=waves,
+                          testcase=testcase, timescale=_TIMESCALE)
+    num_tests, num_failed = get_results(results)
+    if num_tests == 0 or num_failed:
+        raise AssertionError(f"cocotb: {num_failed} of {num_tests} tests failed in {test_module} "
+                             f"(see {results})")
+    return results
