@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import sys
 from pathlib import Path
 
 from .tools import require_simulator, use_tools
@@ -46,8 +46,11 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     stamp = build_dir / ".exitgate-build-hash"
     always = not (stamp.exists() and stamp.read_text() == digest)
     if python_search:
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(p) for p in python_search] + [os.environ.get("PYTHONPATH", "")])
+        # cocotb_tools' runner sets the bench's PYTHONPATH from this process's sys.path
+        # (overriding os.environ["PYTHONPATH"]), so the search path goes there.
+        for path in reversed([str(Path(p).resolve()) for p in python_search]):
+            if path not in sys.path:
+                sys.path.insert(0, path)
     runner = get_runner(sim_name)
     runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir, always=always,
                  build_args=build_args, timescale=_TIMESCALE, waves=waves)
