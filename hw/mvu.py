@@ -1,0 +1,217 @@
+"""The folded matrix-vector unit shared by `Conv2dStage` and `LinearStage`, the requantiser in
+logic, and a lane serialiser.
+
+`MatrixVectorUnit` multiplies a stream of vectors by a constant integer matrix held in on-chip ROM
+(``amaranth.lib.memory.Memory`` with ``init``), PE output rows x SIMD vector elements per cycle.
+Each vector of ``n = matrix.shape[1]`` elements arrives as a *chunk stream*: ``NF = rows / pe``
+passes over the vector, each of ``SF = n / simd`` chunks of ``simd`` elements (chunk ``sf`` of pass
+``nf`` holds elements ``sf*simd .. sf*simd+simd-1``; the producer replays the vector NF times).
+Pass ``nf`` produces one output beat of ``pe`` lanes: rows ``nf*pe .. nf*pe+pe-1``, either
+requantised (`requantise_value`, ``out_bits`` wide) or as raw signed accumulators (``acc_width``).
+
+Pipeline: issue (ROM address, chunk accepted) -> s1 (weights read, dot product, accumulate) ->
+s2 (final accumulator + bias) -> output register (requantised). Each stage takes a new item when
+it is empty or its item moves on; s1 stalls only on a pass's last chunk while s2 is blocked, so
+accumulation goes on while the output is back-pressured, and nothing is lost or duplicated.
+One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency chunk-in to beat-out is 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..numerics import bits_for_range, int_range
+from .stream import activation_signature
+
+__all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
+           "LaneSerialiser", "elements"]
+
+MVU_LATENCY = 3
+
+
+def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
+    """Logic for `exitgate.numerics.requantise` on a signed Amaranth value ``acc``.
+
+    q = acc >> s (arithmetic), r = acc mod 2**s, round up iff r > 2**(s-1) or (r == 2**(s-1) and q
+    odd); ``shift <= 0`` is a left shift; then optional ReLU and a clamp to ``bits`` wide. Returns
+    a value in range, to be assigned to a ``bits``-wide signal.
+    """
+    acc = acc.as_signed()
+    if shift <= 0:
+        rounded = acc << -shift
+    else:
+        q = acc >> shift
+        r = acc[:shift]
+        half = 1 << (shift - 1)
+        rounded = q + ((r > half) | ((r == half) & q[0]))
+    lo, hi = int_range(bits, out_signed)
+    if relu:
+        lo = max(lo, 0)
+    return Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))
+
+
+def accumulator_width(matrix, bias, in_width: int, in_signed: bool) -> int:
+    """Signed accumulator width from bounds: max over rows of sum|w| * max|x| + |b|."""
+    lo, hi = int_range(in_width, in_signed)
+    xmax = max(abs(lo), abs(hi))
+    w = np.abs(np.asarray(matrix, dtype=np.int64)).reshape(len(bias), -1)
+    bound = int((w.sum(axis=1) * xmax + np.abs(np.asarray(bias, dtype=np.int64))).max())
+    bound = max(bound, 1)
+    return bits_for_range(-bound, bound)
+
+
+def chunk_signature(simd: int, width: int, in_signed: bool) -> stream.Signature:
+    """Chunk stream: ``simd`` elements per beat, ``first``/``last`` marking a sample."""
+    return activation_signature(simd, width, signed_data=in_signed)
+
+
+def elements(value, count: int, width: int, is_signed: bool) -> list:
+    """Split a flat value into ``count`` elements of ``width`` bits (element 0 in the low bits)."""
+    out = [value.word_select(i, width) for i in range(count)]
+    return [e.as_signed() for e in out] if is_signed else out
+
+
+def _pack(values, width: int) -> int:
+    mask = (1 << width) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * width)
+    return word
+
+
+class MatrixVectorUnit(wiring.Component):
+    """Folded constant-matrix x vector (see module docstring).
+
+    Ports: ``i``: In(chunk stream, ``simd`` x ``in_width``); ``o``: Out(activation stream,
+    ``pe`` lanes of ``out_bits`` (requantised) or ``acc_width`` signed (``shift=None``)).
+    A building block: `Conv2dStage` and `LinearStage` validate its parameters (pe | rows,
+    simd | n, weights within ``weight_bits``, ``acc_width`` from `accumulator_width`).
+    """
+
+    def __init__(self, matrix, bias, *, in_width: int, in_signed: bool, weight_bits: int,
+                 pe: int, simd: int, acc_width: int, shift: int | None = None,
+                 out_bits: int = 8, out_signed: bool = False, relu: bool = False):
+        self.matrix = np.asarray(matrix, dtype=np.int64)
+        self.bias = np.asarray(bias, dtype=np.int64)
+        rows, n = self.matrix.shape
+        self.in_width, self.in_signed, self.weight_bits = in_width, in_signed, weight_bits
+        self.pe, self.simd, self.acc_width = pe, simd, acc_width
+        self.shift, self.out_bits, self.out_signed, self.relu = shift, out_bits, out_signed, relu
+        self.nf, self.sf = rows // pe, n // simd
+        self.bias_width = bits_for_range(min(int(self.bias.min()), -1), int(self.bias.max()))
+        if shift is None:
+            out = activation_signature(pe, acc_width, signed_data=True)
+        else:
+            out = activation_signature(pe, out_bits, signed_data=out_signed)
+        super().__init__({"i": In(chunk_signature(simd, in_width, in_signed)), "o": Out(out)})
+
+    def _weight_init(self):
+        w = self.matrix.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
+        return [_pack(word.reshape(-1), self.weight_bits) for word in w.reshape(self.nf * self.sf,
+                                                                                 -1)]
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd, nf_max, sf_max = self.pe, self.simd, self.nf, self.sf
+        i, o = self.i, self.o
+
+        m.submodules.wrom = wrom = Memory(shape=unsigned(pe * simd * self.weight_bits),
+                                          depth=nf_max * sf_max, init=self._weight_init())
+        m.submodules.brom = brom = Memory(
+            shape=unsigned(pe * self.bias_width), depth=nf_max,
+            init=[_pack(b, self.bias_width) for b in self.bias.reshape(nf_max, pe)])
+        w_rd, b_rd = wrom.read_port(), brom.read_port()
+
+        # Stage enables: a stage takes a new item when it is empty or its item moves on. s1 moves
+        # on unless it holds a pass's last chunk and s2 is blocked, so accumulation continues
+        # while the output is stalled.
+        en_o, en_2, en_1 = Signal(), Signal(), Signal()
+        s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
+        s2_valid = Signal()
+        m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o),
+                     en_1.eq(~s1_valid | ~s1_sf_last | en_2), i.ready.eq(en_1)]
+        step = Signal()
+        m.d.comb += step.eq(en_1 & i.valid)
+
+        # Issue: ROM addresses from the fold counters, chunk accepted.
+        nf = Signal(range(nf_max))
+        sf = Signal(range(sf_max))
+        fold_first = Signal()
+        cur_first = Mux(sf == 0, i.payload.first, fold_first)
+        m.d.comb += [w_rd.addr.eq(nf * sf_max + sf), w_rd.en.eq(en_1),
+                     b_rd.addr.eq(nf), b_rd.en.eq(en_1)]
+        with m.If(step):
+            m.d.sync += fold_first.eq(cur_first)
+            with m.If(sf == sf_max - 1):
+                m.d.sync += sf.eq(0)
+                m.d.sync += nf.eq(Mux(nf == nf_max - 1, 0, nf + 1))
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+
+        s1_first, s1_last = Signal(), Signal()
+        s1_chunk = Signal(simd * self.in_width)
+        with m.If(en_1):
+            m.d.sync += [s1_valid.eq(step), s1_sf_first.eq(sf == 0),
+                         s1_sf_last.eq(sf == sf_max - 1), s1_first.eq(cur_first),
+                         s1_last.eq(i.payload.last), s1_chunk.eq(i.payload.data)]
+
+        # s1: dot products and accumulation.
+        xs = elements(s1_chunk, simd, self.in_width, self.in_signed)
+        ws = elements(w_rd.data, pe * simd, self.weight_bits, True)
+        bs = elements(b_rd.data, pe, self.bias_width, True)
+        acc = [Signal(signed(self.acc_width), name=f"acc{p}") for p in range(pe)]
+        s2_acc = [Signal(signed(self.acc_width), name=f"s2_acc{p}") for p in range(pe)]
+        s2_first, s2_last = Signal(), Signal()
+        for p in range(pe):
+            dot = sum(ws[p * simd + s] * xs[s] for s in range(simd))
+            total = Mux(s1_sf_first, 0, acc[p]) + dot
+            with m.If(en_1 & s1_valid):
+                m.d.sync += acc[p].eq(total)
+            with m.If(en_2):
+                m.d.sync += s2_acc[p].eq(total + bs[p])
+        with m.If(en_2):
+            m.d.sync += [s2_valid.eq(s1_valid & s1_sf_last), s2_first.eq(s1_first),
+                         s2_last.eq(s1_last)]
+
+        # Output register: requantise (or pass the accumulators).
+        with m.If(en_o):
+            m.d.sync += [o.valid.eq(s2_valid), o.payload.first.eq(s2_first),
+                         o.payload.last.eq(s2_last)]
+            for p in range(pe):
+                value = s2_acc[p] if self.shift is None else requantise_value(
+                    s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu)
+                m.d.sync += o.payload.data[p].eq(value)
+        return m
+
+
+class LaneSerialiser(wiring.Component):
+    """Splits each ``lanes_in``-lane beat into ``lanes_in // lanes_out`` beats of ``lanes_out``
+    lanes (lane group 0 first). Combinational: ``i`` is held until its last part is accepted.
+
+    Ports: ``i``: In(activation stream, lanes_in x width); ``o``: Out(lanes_out x width).
+    """
+
+    def __init__(self, lanes_in: int, lanes_out: int, width: int, signed_data: bool):
+        self.lanes_in, self.lanes_out, self.width = lanes_in, lanes_out, width
+        super().__init__({
+            "i": In(activation_signature(lanes_in, width, signed_data=signed_data)),
+            "o": Out(activation_signature(lanes_out, width, signed_data=signed_data))})
+
+    def elaborate(self, platform):
+        m = Module()
+        parts = self.lanes_in // self.lanes_out
+        idx = Signal(range(parts))
+        i, o = self.i, self.o
+        bits = self.lanes_out * self.width
+        m.d.comb += [o.valid.eq(i.valid),
+                     o.payload.data.eq(i.payload.data.as_value().word_select(idx, bits)),
+                     o.payload.first.eq(i.payload.first & (idx == 0)),
+                     o.payload.last.eq(i.payload.last & (idx == parts - 1)),
+                     i.ready.eq(o.ready & (idx == parts - 1))]
+        with m.If(o.valid & o.ready):
+            m.d.sync += idx.eq(Mux(idx == parts - 1, 0, idx + 1))
+        return m

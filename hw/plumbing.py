@@ -1,0 +1,151 @@
+"""Stream plumbing the compiler uses to wire stages into an early-exit accelerator.
+
+* `StreamFork`: one stream in, ``n`` copies out (an eager fork: each output takes the beat as
+  soon as it is ready; the input beat is consumed once every output has taken it).
+* `IdTagger`: writes a sample id, taken from an id stream, into every beat of a sample
+  (the id is consumed with the sample's last beat).
+* `IdCounter`: an always-valid id stream 0, 1, 2, ... (mod 2**width).
+* `DecisionRouter`: one exit decision in; out to the conditional buffer ({exit}), to the result
+  merge (the result, only if the sample exits) and to the next exit's id queue (the id, only if
+  the sample continues). Routes that do not apply are skipped; no beat is lost or duplicated.
+
+Each has a pure-Python model (`fork_model`, `tag_model`, `route_model`) used by the tests.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamFork", "IdTagger", "IdCounter", "DecisionRouter", "fork_model", "tag_model",
+           "route_model"]
+
+
+def fork_model(beats, n: int) -> list[list]:
+    return [list(beats) for _ in range(n)]
+
+
+def tag_model(samples, ids) -> list:
+    """samples: lists of beat dicts; ids: one per sample -> beats with 'id' set."""
+    return [{**beat, "id": i} for sample, i in zip(samples, ids) for beat in sample]
+
+
+def route_model(decisions, final: bool = False):
+    """decisions: dicts with id, cls, exit, confidence -> (buffer, results, ids) sequences."""
+    buffer = [] if final else [{"exit": d["exit"]} for d in decisions]
+    results = [d for d in decisions if d["exit"] or final]
+    ids = [] if final else [d["id"] for d in decisions if not d["exit"]]
+    return buffer, results, ids
+
+
+class StreamFork(wiring.Component):
+    """``i`` -> ``o0 .. o{n-1}`` (same signature). n: 2..8."""
+
+    def __init__(self, signature: stream.Signature, n: int = 2):
+        self._MustUse__silence = True  # no UnusedElaboratable warning if the check fails
+        if not isinstance(n, int) or not 2 <= n <= 8:
+            raise ValueError(f"StreamFork: n must be an integer in 2..8, got {n!r}")
+        self.n = n
+        self._MustUse__silence = False
+        super().__init__({"i": In(signature), **{f"o{k}": Out(signature) for k in range(n)}})
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = [getattr(self, f"o{k}") for k in range(self.n)]
+        done = Signal(self.n)
+        take = [o.valid & o.ready for o in outs]
+        m.d.comb += self.i.ready.eq(Cat(*(done[k] | o.ready for k, o in enumerate(outs))).all())
+        for k, o in enumerate(outs):
+            m.d.comb += [o.payload.eq(self.i.payload), o.valid.eq(self.i.valid & ~done[k])]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += done.eq(0)
+        with m.Else():
+            for k in range(self.n):
+                with m.If(take[k]):
+                    m.d.sync += done[k].eq(1)
+        return m
+
+
+class IdCounter(wiring.Component):
+    """``o``: always-valid stream of ids 0, 1, 2, ... (mod 2**width), advancing on each take."""
+
+    def __init__(self, width: int):
+        if not isinstance(width, int) or not 1 <= width <= 32:
+            raise ValueError(f"IdCounter: width must be an integer in 1..32, got {width!r}")
+        self.width = width
+        super().__init__({"o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.o.valid.eq(1)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.payload.eq(self.o.payload + 1)
+        return m
+
+
+class IdTagger(wiring.Component):
+    """``i`` (activation stream without id) + ``ids`` (stream of ids) -> ``o`` (with id).
+
+    in_signature / out_signature: activation stream signatures that differ only by the id field.
+    """
+
+    def __init__(self, in_signature: stream.Signature, out_signature: stream.Signature,
+                 id_width: int):
+        self.id_width = id_width
+        super().__init__({"i": In(in_signature), "ids": In(stream.Signature(id_width)),
+                          "o": Out(out_signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o, ids = self.i, self.o, self.ids
+        m.d.comb += [
+            o.payload.data.eq(i.payload.data),
+            o.payload.first.eq(i.payload.first),
+            o.payload.last.eq(i.payload.last),
+            o.payload.id.eq(ids.payload),
+            o.valid.eq(i.valid & ids.valid),
+            i.ready.eq(o.ready & ids.valid),
+            ids.ready.eq(i.valid & o.ready & i.payload.last),
+        ]
+        return m
+
+
+class DecisionRouter(wiring.Component):
+    """``i``: decision results {id, cls, exit, confidence} -> ``buffer`` ({exit}),
+    ``result`` (exiting samples' results), ``ids`` (continuing samples' ids).
+    With ``final=True`` every sample's result goes to ``result`` and there are no
+    ``buffer``/``ids`` ports (the last exit takes everything)."""
+
+    def __init__(self, result_layout: data.StructLayout, id_width: int, final: bool = False):
+        self.final = final
+        members = {"i": In(stream.Signature(result_layout)),
+                   "result": Out(stream.Signature(result_layout))}
+        if not final:
+            members["buffer"] = Out(stream.Signature(data.StructLayout({"exit": 1})))
+            members["ids"] = Out(stream.Signature(id_width))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        i = self.i
+        if self.final:
+            wiring.connect(m, wiring.flipped(i), wiring.flipped(self.result))
+            return m
+        ex = i.payload.exit
+        outs = [(self.buffer, 1), (self.result, ex), (self.ids, ~ex)]
+        done = Signal(3)
+        m.d.comb += [self.buffer.payload.exit.eq(ex), self.result.payload.eq(i.payload),
+                     self.ids.payload.eq(i.payload.id)]
+        ok = []
+        for k, (o, applies) in enumerate(outs):
+            m.d.comb += o.valid.eq(i.valid & applies & ~done[k])
+            ok.append(done[k] | ~applies | o.ready)
+        m.d.comb += i.ready.eq(ok[0] & ok[1] & ok[2])
+        with m.If(i.valid & i.ready):
+            m.d.sync += done.eq(0)
+        with m.Else():
+            for k, (o, _) in enumerate(outs):
+                with m.If(o.valid & o.ready):
+                    m.d.sync += done[k].eq(1)
+        return m

@@ -1,0 +1,134 @@
+"""Streaming 2x2 max pooling, stride 2, and its golden model.
+
+Input: a (C, H, W) map on an activation stream of ``lanes`` lanes (``G = C / lanes`` beats per
+pixel). Output: the (C, H // 2, W // 2) map on a stream with the same lanes and width (odd H or W:
+the last row / column is dropped, like ``torch.nn.MaxPool2d(2)``).
+
+One input beat per cycle: even columns are held in G lane registers; on odd columns the
+horizontal max of even rows goes to a line buffer `Memory` (depth ``(W//2)*G``); on odd rows the
+vertical max with the buffered value is emitted. Latency: an output beat is valid 2 cycles after
+the input beat that completes it is accepted. Back-pressure: the output register takes a new beat
+when empty or accepted; the step stage moves on unless it holds a result for a blocked output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .mvu import elements
+from .stream import activation_signature
+from .window import _check_lanes, _check_shape, _check_width
+
+__all__ = ["MaxPool2x2", "maxpool2x2_golden"]
+
+
+def maxpool2x2_golden(x):
+    """2x2 max pooling, stride 2, floor: (N, C, H, W) or (C, H, W) -> (..., H//2, W//2) int64."""
+    x = np.asarray(x, dtype=np.int64)
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    return x.reshape(*x.shape[:-2], h // 2, 2, w // 2, 2).max(axis=(-3, -1))
+
+
+class MaxPool2x2(wiring.Component):
+    """2x2 max pooling, stride 2 (see module docstring).
+
+    Ports: ``i``: In(activation stream, lanes x width); ``o``: Out(same signature).
+    """
+
+    def __init__(self, shape, *, lanes: int = 1, width: int = 8, signed_data: bool = False):
+        self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
+        _check_shape("MaxPool2x2", shape)
+        if shape[1] < 2 or shape[2] < 2:
+            raise ValueError(f"MaxPool2x2: H and W must be >= 2, got {shape!r}")
+        _check_lanes("MaxPool2x2", lanes, shape[0])
+        _check_width("MaxPool2x2", width)
+        self.shape, self.lanes, self.width, self.signed_data = shape, lanes, width, signed_data
+        self.out_shape = (shape[0], shape[1] // 2, shape[2] // 2)
+        sig = activation_signature(lanes, width, signed_data=signed_data)
+        self._MustUse__silence = False
+        super().__init__({"i": In(sig), "o": Out(sig)})
+
+    @property
+    def cycles_per_sample(self) -> int:
+        c, h, w = self.shape
+        return h * w * (c // self.lanes)
+
+    @property
+    def initiation_interval(self) -> float:
+        """Designed cycles per output pixel in steady state (one input beat per cycle)."""
+        return self.cycles_per_sample / (self.out_shape[1] * self.out_shape[2])
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting the input beat that completes an output beat to it being valid."""
+        return 2
+
+    def elaborate(self, platform):
+        m = Module()
+        c, h_max, w_max = self.shape
+        groups = c // self.lanes
+        wo = w_max // 2
+        bits = self.lanes * self.width
+        i, o = self.i, self.o
+
+        m.submodules.line = line = Memory(shape=unsigned(bits), depth=wo * groups, init=[])
+        wr = line.write_port()
+        rd = line.read_port(transparent_for=(wr,))
+
+        en_o, en_1 = Signal(), Signal()
+        s1_valid, s1_emit = Signal(), Signal()
+        m.d.comb += [en_o.eq(~o.valid | o.ready), en_1.eq(~s1_valid | ~s1_emit | en_o),
+                     i.ready.eq(en_1)]
+        fire = Signal()
+        m.d.comb += fire.eq(en_1 & i.valid)
+
+        h = Signal(range(h_max))
+        w = Signal(range(w_max))
+        g = Signal(range(groups))
+        m.d.comb += [rd.addr.eq((w >> 1) * groups + g), rd.en.eq(en_1)]
+        with m.If(fire):
+            with m.If(g == groups - 1):
+                m.d.sync += g.eq(0)
+                with m.If(w == w_max - 1):
+                    m.d.sync += [w.eq(0), h.eq(Mux(h == h_max - 1, 0, h + 1))]
+                with m.Else():
+                    m.d.sync += w.eq(w + 1)
+            with m.Else():
+                m.d.sync += g.eq(g + 1)
+
+        s1_h, s1_w, s1_g = Signal.like(h), Signal.like(w), Signal.like(g)
+        s1_x = Signal(bits)
+        with m.If(en_1):
+            m.d.sync += [s1_valid.eq(fire), s1_h.eq(h), s1_w.eq(w), s1_g.eq(g),
+                         s1_x.eq(i.payload.data)]
+
+        def lanemax(a, b):
+            ea = elements(a, self.lanes, self.width, self.signed_data)
+            eb = elements(b, self.lanes, self.width, self.signed_data)
+            return Cat(*[Mux(x > y, x, y)[:self.width] for x, y in zip(ea, eb)])
+
+        evens = Signal(groups * bits)  # the even column of the current pair, per group
+        held = evens.word_select(s1_g, bits)
+        hmax = lanemax(held, s1_x)
+        inside = (s1_h < 2 * (h_max // 2)) & (s1_w < 2 * wo)
+        odd_w, odd_h = s1_w[0], s1_h[0]
+        m.d.comb += [s1_emit.eq(inside & odd_w & odd_h),
+                     wr.addr.eq((s1_w >> 1) * groups + s1_g), wr.data.eq(hmax),
+                     wr.en.eq(en_1 & s1_valid & inside & odd_w & ~odd_h)]
+        with m.If(en_1 & s1_valid & ~odd_w):
+            m.d.sync += evens.word_select(s1_g, bits).eq(s1_x)
+
+        with m.If(en_o):
+            m.d.sync += [
+                o.valid.eq(s1_valid & s1_emit),
+                o.payload.data.eq(lanemax(rd.data, hmax)),
+                o.payload.first.eq((s1_h == 1) & (s1_w == 1) & (s1_g == 0)),
+                o.payload.last.eq((s1_h == 2 * (h_max // 2) - 1) & (s1_w == 2 * wo - 1)
+                                  & (s1_g == groups - 1)),
+            ]
+        return m

@@ -1,0 +1,107 @@
+"""StreamFork, IdTagger, IdCounter, DecisionRouter against their models under random
+back-pressure and idle cycles."""
+
+import random
+
+import pytest
+from amaranth.lib import data, stream
+from amaranth.sim import Simulator
+
+from exitgate.hw.plumbing import (DecisionRouter, IdCounter, IdTagger, StreamFork, fork_model,
+                                  route_model, tag_model)
+from exitgate.hw.simstream import sink, source
+from exitgate.hw.stream import activation_signature
+
+
+def _as_dict(p, fields):
+    return {f: (list(map(int, p.data)) if f == "data" else int(getattr(p, f))) for f in fields}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fork_copies_every_beat_to_every_output(seed):
+    sig = activation_signature(2, 6)
+    dut = StreamFork(sig, 3)
+    rng = random.Random(seed)
+    beats = [{"data": [rng.randrange(64), rng.randrange(64)], "first": k % 4 == 0,
+              "last": k % 4 == 3} for k in range(40)]
+    got = [[] for _ in range(3)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(dut.i, beats, random.Random(seed), idle=0.3))
+    for k in range(3):
+        sim.add_testbench(sink(getattr(dut, f"o{k}"), 40, got[k], random.Random(seed + 10 + k),
+                               stall=0.4))
+    sim.run()
+    want = fork_model([{"data": b["data"], "first": int(b["first"]), "last": int(b["last"])}
+                       for b in beats], 3)
+    for k in range(3):
+        assert [_as_dict(p, ("data", "first", "last")) for p in got[k]] == want[k]
+
+
+def test_fork_validates_n():
+    with pytest.raises(ValueError, match=r"StreamFork: n must be an integer in 2..8, got 1"):
+        StreamFork(activation_signature(1, 8), 1)
+
+
+def test_tagger_with_counter_tags_samples_in_order():
+    from amaranth import Module
+    from amaranth.lib import wiring
+
+    class Top(wiring.Component):
+        def __init__(self):
+            self.tag = IdTagger(activation_signature(1, 8), activation_signature(1, 8, id_width=4), 4)
+            super().__init__({"i": wiring.In(activation_signature(1, 8)),
+                              "o": wiring.Out(activation_signature(1, 8, id_width=4))})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.tag = self.tag
+            m.submodules.cnt = cnt = IdCounter(4)
+            wiring.connect(m, cnt.o, self.tag.ids)
+            wiring.connect(m, wiring.flipped(self.i), self.tag.i)
+            wiring.connect(m, self.tag.o, wiring.flipped(self.o))
+            return m
+
+    dut = Top()
+    rng = random.Random(3)
+    samples = [[{"data": [rng.randrange(256)], "first": int(b == 0), "last": int(b == 2)}
+                for b in range(3)] for _ in range(20)]
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(dut.i, [b for s in samples for b in s], rng, idle=0.3))
+    sim.add_testbench(sink(dut.o, 60, got, random.Random(4), stall=0.3))
+    sim.run()
+    want = tag_model(samples, [k % 16 for k in range(20)])
+    assert [_as_dict(p, ("data", "first", "last", "id")) for p in got] == want
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_router_sends_each_decision_where_it_belongs(final):
+    layout = data.StructLayout({"id": 5, "cls": 4, "exit": 1, "confidence": 17})
+    dut = DecisionRouter(layout, 5, final=final)
+    rng = random.Random(5)
+    decisions = [{"id": k, "cls": rng.randrange(10), "exit": rng.randrange(2),
+                  "confidence": rng.randrange(1 << 17)} for k in range(30)]
+    buffer, results, ids = route_model(decisions, final)
+    got_b, got_r, got_i = [], [], []
+    from amaranth import ClockDomain, Module
+    top = Module()
+    top.submodules.dut = dut
+    top.domains.sync = ClockDomain()  # the final router is purely combinational
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(dut.i, decisions, rng, idle=0.3))
+    sim.add_testbench(sink(dut.result, len(results), got_r, random.Random(6), stall=0.4))
+    if not final:
+        sim.add_testbench(sink(dut.buffer, len(buffer), got_b, random.Random(7), stall=0.4))
+        sim.add_testbench(sink(dut.ids, len(ids), got_i, random.Random(8), stall=0.4))
+    sim.run()
+    assert [_as_dict(p, ("id", "cls", "exit", "confidence")) for p in got_r] == results
+    assert [{"exit": int(p.exit)} for p in got_b] == buffer
+    assert [int(p) for p in got_i] == ids
+
+
+def test_plumbing_lints(lint):
+    lint(StreamFork(activation_signature(2, 8), 2))
+    lint(DecisionRouter(data.StructLayout({"id": 5, "cls": 4, "exit": 1, "confidence": 17}), 5))
