@@ -109,6 +109,67 @@ BLOCKS: dict[str, Callable[[], BenchBlock]] = {
 }
 
 
+def decision_block() -> BenchBlock:
+    from exitgate.hw.decision import ExitDecision
+    from exitgate.numerics import DecisionSpec
+    spec = DecisionSpec(classes=10, logit_frac_bits=4, threshold_bits=8)
+    dut = ExitDecision(spec, logit_width=16, id_width=8, threshold=200)
+    z = _rng().integers(-2000, 2000, (8, spec.classes))
+    beats = [{"data": [int(v)], "first": j == 0, "last": j == spec.classes - 1, "id": k}
+             for k, row in enumerate(z) for j, v in enumerate(row)]
+    return BenchBlock("10 classes, 16-bit logits, B=8 E=12", dut, dut.initiation_interval,
+                      "cyc/sample", lambda: measure_stream(dut, beats, 1, 1, len(z)))
+
+
+def _measure_cond_buffer(dut, samples: int) -> float:
+    """Cycles per beat, all samples continuing, decisions offered early."""
+    bps = dut.beats_per_sample
+    beats = [{"data": [b % 256] * 4, "first": b == 0, "last": b == bps - 1}
+             for _ in range(samples) for b in range(bps)]
+    got, cycles = [], []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(dut.i, beats))
+    sim.add_testbench(source(dut.decision, [{"exit": 0}] * samples))
+    sim.add_testbench(sink(dut.o, len(beats), got, cycles=cycles))
+    sim.run()
+    return (cycles[-1] - cycles[0]) / (len(cycles) - 1)
+
+
+def cond_buffer_block() -> BenchBlock:
+    from exitgate.hw.cond_buffer import ConditionalBuffer
+    from exitgate.hw.stream import activation_signature
+    dut = ConditionalBuffer(activation_signature(4, 8), beats_per_sample=64, depth=4)
+    return BenchBlock("4x8-bit lanes, 64 beats/sample, 4 samples", dut, dut.initiation_interval,
+                      "cyc/beat", lambda: _measure_cond_buffer(dut, 8))
+
+
+def _measure_merge(dut, per_input: int) -> float:
+    got, cycles = [], []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for k in range(dut.n):
+        sim.add_testbench(source(dut.i[k], [{"id": j, "cls": 0, "confidence": 0}
+                                            for j in range(per_input)]))
+    sim.add_testbench(sink(dut.o, dut.n * per_input, got, cycles=cycles))
+    sim.run()
+    return (cycles[-1] - cycles[0]) / (len(cycles) - 1)
+
+
+def merge_block() -> BenchBlock:
+    from exitgate.hw.merge import ExitMerge
+    dut = ExitMerge(3, id_width=8, cls_width=4, confidence_width=9)
+    return BenchBlock("3 exits, round-robin", dut, dut.initiation_interval, "cyc/result",
+                      lambda: _measure_merge(dut, 20))
+
+
+BLOCKS.update({
+    "decision": decision_block,
+    "cond_buffer": cond_buffer_block,
+    "merge": merge_block,
+})
+
+
 def synthesise(verilog_text: str) -> dict:
     """yosys ``synth_ice40 -dsp`` cell counts: lut, ff, dsp, bram (yowasp sees only relative
     paths under its working directory, so the files are named relative to it)."""

@@ -1,0 +1,162 @@
+"""The conditional buffer: holds in-flight samples' feature maps until each sample's exit decision
+arrives, then forwards the sample downstream (continue) or drops it (exit). ARCHITECTURE 2.4.
+
+Ports (``P`` = the activation payload layout, ``beats`` = beats_per_sample):
+
+    i         In   activation stream (layout P)    sample data, ``beats`` beats per sample (counted;
+                                                    ``first``/``last`` are stored, not checked)
+    decision  In   stream of {exit: 1}              one decision per sample, in sample order
+    o         Out  activation stream (layout P)    the beats of the continuing samples, in order
+
+Storage: a `Memory` of ``depth * beats`` payloads, split into ``depth`` slots of one sample each
+(a circular buffer of slots). A slot is allocated when a sample's first beat is accepted and freed
+when its last beat has been read out (continue) or, for an exit, once all its beats have arrived.
+
+Contract and timing:
+
+- ``i.ready`` is low while a new sample would need a slot and all ``depth`` slots are in use;
+  within a sample, beats are accepted every cycle (the slot is already allocated).
+- A decision is accepted (``decision.ready``) only for a sample whose first beat was accepted on
+  an earlier cycle and whose decision has not yet arrived; so a decision may come any time after
+  its sample's first beat has entered: while the sample is still arriving, or after all of it
+  has (the buffer keeps accepting decisions when it is full, so that case cannot deadlock). A
+  decision offered earlier simply waits (back-pressure), it is never lost.
+- Forwarding is cut-through: a continuing sample's beats leave as soon as they have been written
+  and its decision is known. The output is registered (read port, one cycle) and sustains one
+  beat per cycle.
+- Deadlock freedom of a system: sample k's decision must not depend on sample k+1 entering the
+  buffer (true when the exit head sees the same stream through a fork). ``depth`` must cover the
+  samples that enter while a decision is pending to keep full throughput.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model"]
+
+
+def decision_signature() -> stream.Signature:
+    """Stream of per-sample decisions: {exit: 1} (1 = the sample left at this exit: drop it)."""
+    return stream.Signature(data.StructLayout({"exit": 1}))
+
+
+def cond_buffer_model(samples, exits) -> list:
+    """Golden model: the beats of the samples whose decision is continue (exit false), in order."""
+    samples, exits = list(samples), list(exits)
+    if len(samples) != len(exits):
+        raise ValueError(f"one decision per sample: {len(samples)} samples, {len(exits)} decisions")
+    return [beat for sample, ex in zip(samples, exits) if not ex for beat in sample]
+
+
+class ConditionalBuffer(wiring.Component):
+    """Conditional buffer (see module docstring for ports and the decision contract).
+
+    signature: the activation `stream.Signature` of the data (e.g. from
+    `exitgate.hw.stream.activation_signature`). beats_per_sample: beats of one sample
+    (1..2**20). depth: samples held at once (1..256).
+    """
+
+    def __init__(self, signature, *, beats_per_sample: int, depth: int):
+        if not isinstance(signature, stream.Signature):
+            raise TypeError(f"signature must be an amaranth.lib.stream.Signature, got {signature!r}")
+        if not isinstance(beats_per_sample, int) or isinstance(beats_per_sample, bool) \
+                or not 1 <= beats_per_sample <= 1 << 20:
+            raise ValueError(f"beats_per_sample must be an integer in 1..{1 << 20}, "
+                             f"got {beats_per_sample!r}")
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 256:
+            raise ValueError(f"depth must be an integer in 1..256 (samples), got {depth!r}")
+        self.beats_per_sample = beats_per_sample
+        self.depth = depth
+        self.payload_shape = signature.members["payload"].shape
+        super().__init__({
+            "i": In(signature),
+            "decision": In(decision_signature()),
+            "o": Out(signature),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat being written (decision known) to it being valid on ``o``."""
+        return 2
+
+    @property
+    def initiation_interval(self) -> int:
+        """Cycles per beat in steady state."""
+        return 1
+
+    def model(self, samples, exits) -> list:
+        return cond_buffer_model(samples, exits)
+
+    def _readable(self, rd_beat, wr_beat, rd_complete):
+        """Whether beat ``rd_beat`` of the oldest slot has been written."""
+        return rd_complete | (rd_beat < wr_beat)
+
+    def elaborate(self, platform):
+        m = Module()
+        bps, depth = self.beats_per_sample, self.depth
+        total = bps * depth
+        width = Shape.cast(self.payload_shape).width
+
+        mem = Memory(shape=width, depth=total, init=[])
+        m.submodules.mem = mem
+        wr = mem.write_port()
+        rd = mem.read_port(transparent_for=())
+
+        wr_addr, rd_addr = Signal(range(total)), Signal(range(total))
+        wr_beat, rd_beat = Signal(range(bps)), Signal(range(bps))
+        rd_slot, dec_slot = Signal(range(depth)), Signal(range(depth))
+        n_alloc = Signal(range(depth + 1))   # slots in use
+        n_undec = Signal(range(depth + 1))   # slots in use whose decision has not arrived
+        dec_exit = [Signal(name=f"exit_{k}") for k in range(depth)]
+        out_valid = Signal()
+
+        def inc(v, n):
+            return Mux(v == n - 1, 0, v + 1)
+
+        # Write side.
+        m.d.comb += self.i.ready.eq((wr_beat != 0) | (n_alloc < depth))
+        w_fire = self.i.valid & self.i.ready
+        alloc = w_fire & (wr_beat == 0)
+        m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(self.i.payload.as_value()), wr.en.eq(w_fire)]
+        with m.If(w_fire):
+            m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps))]
+
+        # Decisions, in sample order, for allocated undecided slots.
+        m.d.comb += self.decision.ready.eq(n_undec != 0)
+        d_fire = self.decision.valid & self.decision.ready
+        with m.If(d_fire):
+            m.d.sync += dec_slot.eq(inc(dec_slot, depth))
+            for k in range(depth):
+                with m.If(dec_slot == k):
+                    m.d.sync += dec_exit[k].eq(self.decision.payload.exit)
+
+        # Read side: the oldest slot, once decided.
+        writing = wr_beat != 0  # the newest slot is still being written
+        rd_complete = ~(writing & (n_alloc == 1))
+        decided = n_alloc != n_undec  # the oldest slot's decision has arrived
+        rd_exit = dec_exit[0]
+        for k in range(1, depth):
+            rd_exit = Mux(rd_slot == k, dec_exit[k], rd_exit)
+        advance = ~out_valid | self.o.ready
+        drop = (n_alloc != 0) & decided & rd_exit & rd_complete
+        read = (n_alloc != 0) & decided & ~rd_exit & advance \
+            & self._readable(rd_beat, wr_beat, rd_complete)
+        free = drop | (read & (rd_beat == bps - 1))
+        m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(read)]
+        with m.If(read):
+            m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps))]
+        with m.If(drop):
+            m.d.sync += rd_addr.eq(Mux(rd_addr == total - bps, 0, rd_addr + bps))
+        with m.If(free):
+            m.d.sync += rd_slot.eq(inc(rd_slot, depth))
+        with m.If(advance):
+            m.d.sync += out_valid.eq(read)
+
+        m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire)]
+
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(rd.data)]
+        return m

@@ -1,0 +1,240 @@
+"""The early-exit decision unit: logits in, one {id, cls, exit, confidence} result per sample out.
+
+Implements `exitgate.numerics.decide` bit-exactly (ARCHITECTURE 2.5): ``e_j = LUT[k_j]`` with
+``k_j = min(round_half_up((z_max - z_j) / 2**(f-g)), K-1)``, ``S = sum_j e_j``, and
+``exit iff t * S <= 2**(E+B)`` (a multiply and a compare, no divider). The reported confidence
+``floor(2**(E+B) / S)`` comes from a small sequential (restoring, one quotient bit per cycle)
+divider; it does not feed the decision.
+
+Ports (``C`` = classes, ``W`` = logit_width, ``B`` = threshold_bits):
+
+    i             In   activation_signature(1, W, signed_data=True, id_width)   one logit per beat,
+                       ``C`` beats per sample (beats are counted; ``first``/``last`` are not checked,
+                       the id is taken from the first beat)
+    o             Out  stream of `decision_layout`: {id, cls, exit, confidence}   one beat per sample
+    threshold     In   B+1   new threshold register value t (meaningful range 1..2**B)
+    threshold_we  In   1     write ``threshold`` into the threshold register
+    mode          In   2     new mode: 0 threshold, 1 never exit, 2 always exit (3 is ignored)
+    mode_we       In   1     write ``mode`` into the mode register
+
+When a write takes effect: a sample uses the register values held on the cycle its first logit is
+accepted. A write on cycle n is seen by every sample whose first logit is accepted on cycle n+1 or
+later; a sample whose first logit is accepted on cycle n or earlier uses the old value.
+
+Pipeline (three stages, each with its own registers, so three samples can be in flight):
+collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one LUT read per cycle,
+``C`` cycles) -> decide + divide (``B`` cycles, then the result waits for ``o.ready``).
+Initiation interval ``max(C, B+1)`` cycles per sample; latency ``C + B + 2`` cycles from the
+acceptance of a sample's last logit to its result being valid (no stalls).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec, decide
+from .stream import activation_signature
+
+__all__ = ["ExitDecision", "decision_layout", "decision_model"]
+
+
+def _cls_width(classes: int) -> int:
+    return max(1, (classes - 1).bit_length())
+
+
+def decision_layout(id_width: int, classes: int, threshold_bits: int) -> data.StructLayout:
+    """Result payload: id (id_width), cls (argmax), exit (1), confidence (threshold_bits + 1)."""
+    return data.StructLayout({
+        "id": id_width,
+        "cls": _cls_width(classes),
+        "exit": 1,
+        "confidence": threshold_bits + 1,
+    })
+
+
+def decision_model(spec: DecisionSpec, samples) -> list[dict]:
+    """Golden model: ``samples`` is an iterable of (id, logits, threshold_reg, mode); returns one
+    dict {id, cls, exit, confidence} per sample, via `exitgate.numerics.decide`."""
+    out = []
+    for sid, logits, t, mode in samples:
+        d = decide(spec, np.asarray(logits, dtype=np.int64).reshape(1, -1), int(t), int(mode))
+        out.append({"id": int(sid), "cls": int(d.cls[0]), "exit": int(bool(d.exit[0])),
+                    "confidence": int(d.confidence[0])})
+    return out
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+class ExitDecision(wiring.Component):
+    """Early-exit decision unit (see module docstring for ports, timing and write semantics).
+
+    spec: `DecisionSpec` (classes, f, g, E, B and the LUT). logit_width: bits of a signed logit
+    (2..32). id_width: bits of the sample id (1..32). threshold: initial threshold register value
+    t (1..2**B). mode: initial mode (0 threshold, 1 never, 2 always).
+    """
+
+    def __init__(self, spec, *, logit_width: int, id_width: int, threshold: int,
+                 mode: int = MODE_THRESHOLD):
+        if not isinstance(spec, DecisionSpec):
+            raise TypeError(f"spec must be a DecisionSpec, got {spec!r}")
+        _check_int("logit_width", logit_width, 2, 32)
+        _check_int("id_width", id_width, 1, 32)
+        if not isinstance(threshold, int) or isinstance(threshold, bool) \
+                or not 1 <= threshold <= 1 << spec.threshold_bits:
+            raise ValueError(f"threshold must be an integer register value in "
+                             f"1..{1 << spec.threshold_bits} (round(T * 2**{spec.threshold_bits})), "
+                             f"got {threshold!r}")
+        if mode not in (MODE_THRESHOLD, MODE_NEVER, MODE_ALWAYS) or isinstance(mode, bool):
+            raise ValueError(f"mode must be 0 (threshold), 1 (never) or 2 (always), got {mode!r}")
+        self.spec = spec
+        self.logit_width = logit_width
+        self.id_width = id_width
+        self.threshold_init = threshold
+        self.mode_init = mode
+        b = spec.threshold_bits
+        super().__init__({
+            "i": In(activation_signature(1, logit_width, signed_data=True, id_width=id_width)),
+            "o": Out(stream.Signature(decision_layout(id_width, spec.classes, b))),
+            "threshold": In(b + 1),
+            "threshold_we": In(1),
+            "mode": In(2),
+            "mode_we": In(1),
+        })
+
+    @property
+    def initiation_interval(self) -> int:
+        """Cycles per sample in steady state (input always valid, output always ready)."""
+        return max(self.spec.classes, self.spec.threshold_bits + 1)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the acceptance of a sample's last logit to its result being valid."""
+        return self.spec.classes + self.spec.threshold_bits + 2
+
+    def model(self, samples) -> list[dict]:
+        """`decision_model` for this unit's spec."""
+        return decision_model(self.spec, samples)
+
+    def _exit_rule(self, t, s):
+        """The threshold test on the threshold register ``t`` and the sum ``s``."""
+        return t * s <= (1 << (self.spec.exp_bits + self.spec.threshold_bits))
+
+    def _index(self, diff):
+        """LUT index for the unsigned difference ``z_max - z_j`` (numerics.lut_index)."""
+        spec = self.spec
+        s = spec.index_shift
+        k = (diff + (1 << (s - 1))) >> s if s > 0 else diff << -s
+        return Mux(k > spec.lut_size - 1, spec.lut_size - 1, k)
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        C, W, B, E = spec.classes, self.logit_width, spec.threshold_bits, spec.exp_bits
+        cw = _cls_width(C)
+
+        t_reg = Signal(B + 1, init=self.threshold_init)
+        mode_reg = Signal(2, init=self.mode_init)
+        with m.If(self.threshold_we):
+            m.d.sync += t_reg.eq(self.threshold)
+        with m.If(self.mode_we & (self.mode != 3)):
+            m.d.sync += mode_reg.eq(self.mode)
+
+        # Stage 1: collect one sample's logits in a shift register, with running max and argmax.
+        z1 = [Signal(signed(W), name=f"z1_{j}") for j in range(C)]
+        zmax1, arg1 = Signal(signed(W)), Signal(cw)
+        id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
+        cnt1 = Signal(range(C))
+        full1 = Signal()
+        # Stage 2: sum the LUT values.
+        z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
+        zmax2, arg2 = Signal(signed(W)), Signal(cw)
+        id2, t2, mode2 = Signal(self.id_width), Signal(B + 1), Signal(2)
+        j2 = Signal(range(C))
+        acc2 = Signal(spec.sum_bits)
+        busy2 = Signal()
+        # Stage 3: decide and divide.
+        id3, cls3, exit3 = Signal(self.id_width), Signal(cw), Signal()
+        s3 = Signal(spec.sum_bits)
+        rem3 = Signal(spec.sum_bits + 1)
+        q3 = Signal(B + 1)
+        n3 = Signal(range(B))
+        busy3, valid3 = Signal(), Signal()
+
+        s3_free = ~busy3 & (~valid3 | self.o.ready)
+        last2 = busy2 & (j2 == C - 1)
+        s3_load = last2 & s3_free
+        s2_free = ~busy2 | s3_load
+        s2_load = full1 & s2_free
+
+        # --- stage 1
+        logit = self.i.payload.data[0]
+        m.d.comb += self.i.ready.eq(~full1 | s2_load)
+        with m.If(s2_load):
+            m.d.sync += full1.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
+            m.d.sync += z1[C - 1].eq(logit)
+            with m.If(cnt1 == 0):
+                m.d.sync += [zmax1.eq(logit), arg1.eq(0), id1.eq(self.i.payload.id),
+                             t1.eq(t_reg), mode1.eq(mode_reg)]
+            with m.Elif(logit > zmax1):
+                m.d.sync += [zmax1.eq(logit), arg1.eq(cnt1)]
+            with m.If(cnt1 == C - 1):
+                m.d.sync += [cnt1.eq(0), full1.eq(1)]
+            with m.Else():
+                m.d.sync += cnt1.eq(cnt1 + 1)
+
+        # --- stage 2
+        lut = Memory(shape=unsigned(E + 1), depth=spec.lut_size, init=list(spec.lut))
+        m.submodules.lut = lut
+        rd = lut.read_port(domain="comb")
+        diff = (zmax2 - z2[0])[:W]  # in 0 .. 2**W - 1
+        m.d.comb += rd.addr.eq(self._index(diff))
+        s_next = acc2 + rd.data
+        with m.If(s2_load):
+            m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
+            m.d.sync += [zmax2.eq(zmax1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1), mode2.eq(mode1),
+                         j2.eq(0), acc2.eq(0), busy2.eq(1)]
+        with m.Elif(s3_load):
+            m.d.sync += busy2.eq(0)
+        with m.Elif(busy2 & ~last2):
+            m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
+            m.d.sync += [acc2.eq(s_next), j2.eq(j2 + 1)]
+
+        # --- stage 3
+        ge0 = s_next <= (1 << E)  # first quotient bit: floor(2**E / S), S >= 2**E
+        with m.If(s3_load):
+            m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(ge0),
+                         rem3.eq((1 << E) - Mux(ge0, s_next, 0)), n3.eq(0), busy3.eq(1),
+                         valid3.eq(0)]
+            with m.Switch(mode2):
+                with m.Case(MODE_THRESHOLD):
+                    m.d.sync += exit3.eq(self._exit_rule(t2, s_next))
+                with m.Case(MODE_NEVER):
+                    m.d.sync += exit3.eq(0)
+                with m.Default():
+                    m.d.sync += exit3.eq(1)
+        with m.Elif(busy3):
+            r2 = rem3 << 1
+            ge = r2 >= s3
+            m.d.sync += [q3.eq((q3 << 1) | ge), rem3.eq(r2 - Mux(ge, s3, 0)), n3.eq(n3 + 1)]
+            with m.If(n3 == B - 1):
+                m.d.sync += [busy3.eq(0), valid3.eq(1)]
+        with m.Elif(valid3 & self.o.ready):
+            m.d.sync += valid3.eq(0)
+
+        m.d.comb += [
+            self.o.valid.eq(valid3),
+            self.o.payload.id.eq(id3),
+            self.o.payload.cls.eq(cls3),
+            self.o.payload.exit.eq(exit3),
+            self.o.payload.confidence.eq(q3),
+        ]
+        return m

@@ -1,0 +1,164 @@
+"""ConditionalBuffer: Amaranth-simulator tests against `cond_buffer_model`, decisions early and
+late, random back-pressure; throughput; parameter checks; Verilator lint."""
+
+from __future__ import annotations
+
+import gc
+import random
+import warnings
+
+import pytest
+from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
+
+from exitgate.hw.cond_buffer import ConditionalBuffer, cond_buffer_model
+from exitgate.hw.simstream import sink
+from exitgate.hw.stream import activation_signature
+
+
+def make_samples(rng, n, bps, lanes=2, width=8):
+    samples = []
+    for k in range(n):
+        samples.append([{"data": [rng.randrange(1 << width) for _ in range(lanes)],
+                         "first": b == 0, "last": b == bps - 1, "id": k % 16}
+                        for b in range(bps)])
+    return samples
+
+
+def run_buffer(dut, samples, exits, *, seed=0, idle=0.0, stall=0.0, dec_idle=0.0,
+               late=False):
+    """Drive samples and decisions; ``late``: each decision is offered only after its sample's
+    last beat has been accepted. Returns (output beats as dicts, output cycles)."""
+    rng = random.Random(seed)
+    accepted = []  # cycle each sample's last beat was accepted
+    starts = []    # cycle each sample's first beat was accepted
+    state = {"cycle": 0}
+
+    async def data_in(ctx):
+        for sample in samples:
+            for b, beat in enumerate(sample):
+                while idle and rng.random() < idle:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, beat)
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+                if b == 0:
+                    starts.append(state["cycle"])
+                if b == len(sample) - 1:
+                    accepted.append(state["cycle"])
+        ctx.set(dut.i.valid, 0)
+
+    async def clock_count(ctx):
+        while True:
+            await ctx.tick()
+            state["cycle"] += 1
+
+    async def decisions(ctx):
+        drng = random.Random(seed + 7)
+        for k, ex in enumerate(exits):
+            while late and len(accepted) <= k:
+                ctx.set(dut.decision.valid, 0)
+                await ctx.tick()
+            while dec_idle and drng.random() < dec_idle:
+                ctx.set(dut.decision.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.decision.payload, {"exit": ex})
+            ctx.set(dut.decision.valid, 1)
+            await ctx.tick().until(dut.decision.ready)
+            # The contract: a decision is taken only after its sample's first beat has entered.
+            assert len(starts) > k
+        ctx.set(dut.decision.valid, 0)
+
+    expected = cond_buffer_model(samples, exits)
+    got, cycles = [], []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_process(clock_count)
+    sim.add_testbench(data_in)
+    sim.add_testbench(decisions)
+    sim.add_testbench(sink(dut.o, len(expected), got, random.Random(seed + 3), stall=stall,
+                           cycles=cycles, timeout=200_000))
+
+    async def drained(ctx):  # nothing more comes out once the expected beats have
+        while len(got) < len(expected) or len(accepted) < len(samples):
+            await ctx.tick()
+        for _ in range(3 * dut.beats_per_sample + 10):
+            assert not ctx.get(dut.o.valid), "extra beat after the expected output"
+            await ctx.tick()
+    sim.add_testbench(drained)
+    sim.run()
+    return [{"data": [int(x) for x in g.data], "first": bool(g.first), "last": bool(g.last),
+             "id": int(g.id)} for g in got], expected, cycles
+
+
+SIG = activation_signature(2, 8, id_width=4)
+
+
+@pytest.mark.parametrize("depth,bps,late,idle,stall,dec_idle,seed", [
+    (1, 1, False, 0.0, 0.0, 0.0, 1),
+    (1, 5, True, 0.3, 0.3, 0.5, 2),
+    (2, 4, False, 0.2, 0.5, 0.8, 3),
+    (3, 7, True, 0.0, 0.2, 0.2, 4),
+    (4, 3, False, 0.5, 0.5, 0.0, 5),
+    (4, 2, True, 0.1, 0.7, 0.9, 6),
+])
+def test_matches_model(depth, bps, late, idle, stall, dec_idle, seed):
+    rng = random.Random(seed)
+    n = 150
+    samples = make_samples(rng, n, bps)
+    exits = [rng.random() < 0.5 for _ in range(n)]
+    exits[:3] = [False, True, True]
+    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=depth)
+    got, expected, _ = run_buffer(dut, samples, exits, seed=seed, idle=idle, stall=stall,
+                                  dec_idle=dec_idle, late=late)
+    assert got == expected
+
+
+@pytest.mark.parametrize("exits", ["none", "all"])
+def test_all_continue_or_all_exit(exits):
+    rng = random.Random(9)
+    samples = make_samples(rng, 40, 3)
+    ex = [exits == "all"] * 40
+    dut = ConditionalBuffer(SIG, beats_per_sample=3, depth=2)
+    got, expected, _ = run_buffer(dut, samples, ex, seed=9, idle=0.2, stall=0.2)
+    assert got == expected
+
+
+def test_throughput_one_beat_per_cycle():
+    rng = random.Random(4)
+    bps, n = 6, 60
+    samples = make_samples(rng, n, bps)
+    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=2)
+    got, expected, cycles = run_buffer(dut, samples, [False] * n)
+    assert got == expected
+    measured = (cycles[-1] - cycles[0]) / (len(cycles) - 1)
+    assert measured == dut.initiation_interval == 1
+
+
+@pytest.mark.parametrize("kwargs,exc,message", [
+    (dict(signature=3), TypeError, "signature must be an amaranth.lib.stream.Signature, got 3"),
+    (dict(beats_per_sample=0), ValueError,
+     "beats_per_sample must be an integer in 1..1048576, got 0"),
+    (dict(depth=0), ValueError, "depth must be an integer in 1..256 (samples), got 0"),
+    (dict(depth=2.0), ValueError, "depth must be an integer in 1..256 (samples), got 2.0"),
+])
+def test_parameter_errors(kwargs, exc, message):
+    args = dict(signature=SIG, beats_per_sample=4, depth=2) | kwargs
+    sig = args.pop("signature")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(exc) as info:
+            ConditionalBuffer(sig, **args)
+        assert str(info.value) == message
+        del info
+        gc.collect()
+
+
+def test_model_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="one decision per sample: 2 samples, 1 decisions"):
+        cond_buffer_model([[1], [2]], [True])
+
+
+def test_verilator_lint(lint):
+    lint(ConditionalBuffer(SIG, beats_per_sample=5, depth=3))

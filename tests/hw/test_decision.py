@@ -1,0 +1,215 @@
+"""ExitDecision: Amaranth-simulator tests against `decision_model` (numerics.decide), parameter
+checks, measured throughput/latency, Verilator lint, and a cocotb + Verilator run."""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
+
+from exitgate.hw.decision import ExitDecision, decision_model
+from exitgate.hw.simstream import sink
+from exitgate.numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec
+from exitgate.sim.runner import run_cocotb
+
+SPEC = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12, threshold_bits=8)
+LOGIT_WIDTH = 12
+
+
+def random_logits(rng: np.random.Generator, n: int, classes: int, width: int) -> np.ndarray:
+    """Mixed vectors: full-range, clustered (small differences), ties, all equal."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    z = rng.integers(lo, hi + 1, size=(n, classes))
+    kind = rng.integers(0, 4, size=n)
+    near = rng.integers(-40, 41, size=(n, classes)) + rng.integers(lo + 40, hi - 40, size=(n, 1))
+    z[kind == 1] = near[kind == 1]
+    ties = z[kind == 2]
+    ties[:, rng.integers(0, classes)] = ties.max(axis=1)
+    z[kind == 2] = ties
+    z[kind == 3] = rng.integers(lo, hi + 1, size=(int((kind == 3).sum()), 1))
+    return np.clip(z, lo, hi)
+
+
+def run_decision(dut: ExitDecision, logits, ids, *, seed=0, idle=0.0, stall=0.0,
+                 write_prob=0.0):
+    """Drive the samples (with random idle cycles and random threshold/mode writes), collect the
+    results. Returns (results, the (id, logits, t, mode) each sample saw, output cycles,
+    first-logit cycles, last-logit cycles)."""
+    rng = random.Random(seed)
+    spec = dut.spec
+    seen, results, out_cycles = [], [], []
+    first_cycles, last_cycles = [], []
+    n = len(logits)
+
+    async def driver(ctx):
+        t_reg, mode_reg = dut.threshold_init, dut.mode_init
+        cycle = 0
+        for k in range(n):
+            for j in range(spec.classes):
+                while True:
+                    we = bool(write_prob) and rng.random() < write_prob
+                    new_t = rng.randint(1, 1 << spec.threshold_bits)
+                    new_mode = rng.choice([0, 0, 0, 1, 2, 3])
+                    ctx.set(dut.threshold_we, we)
+                    ctx.set(dut.mode_we, we)
+                    ctx.set(dut.threshold, new_t)
+                    ctx.set(dut.mode, new_mode)
+                    valid = not (idle and rng.random() < idle)
+                    ctx.set(dut.i.valid, valid)
+                    ctx.set(dut.i.payload, {"data": [int(logits[k][j])], "first": j == 0,
+                                            "last": j == spec.classes - 1, "id": int(ids[k])})
+                    _, _, ready = await ctx.tick().sample(dut.i.ready)
+                    cycle += 1
+                    accepted = valid and ready
+                    if accepted and j == 0:
+                        seen.append((int(ids[k]), logits[k], t_reg, mode_reg))
+                        first_cycles.append(cycle)
+                    if accepted and j == spec.classes - 1:
+                        last_cycles.append(cycle)
+                    if we:
+                        t_reg = new_t
+                        if new_mode != 3:
+                            mode_reg = new_mode
+                    if accepted:
+                        break
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.threshold_we, 0)
+        ctx.set(dut.mode_we, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(driver)
+    sim.add_testbench(sink(dut.o, n, results, random.Random(seed + 1), stall=stall,
+                           cycles=out_cycles))
+    sim.run()
+    got = [{"id": int(r.id), "cls": int(r.cls), "exit": int(r.exit),
+            "confidence": int(r.confidence)} for r in results]
+    return got, seen, out_cycles, first_cycles, last_cycles
+
+
+@pytest.mark.parametrize("seed,idle,stall,write_prob", [
+    (1, 0.0, 0.0, 0.0), (2, 0.3, 0.3, 0.05), (3, 0.1, 0.7, 0.2)])
+def test_matches_model_random(seed, idle, stall, write_prob):
+    rng = np.random.default_rng(seed)
+    n = 700
+    logits = random_logits(rng, n, SPEC.classes, LOGIT_WIDTH)
+    ids = rng.integers(0, 1 << 8, size=n)
+    dut = ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8,
+                       threshold=SPEC.threshold_register(0.6))
+    got, seen, *_ = run_decision(dut, logits, ids, seed=seed, idle=idle, stall=stall,
+                                 write_prob=write_prob)
+    assert len(seen) == n
+    assert got == decision_model(SPEC, seen)
+    exits = sum(r["exit"] for r in got)
+    assert 0 < exits < n  # both outcomes exercised
+
+
+def test_extremes_small_config():
+    """Every vector of a tiny config, including differences far beyond the LUT and all modes."""
+    spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
+                        threshold_bits=4)
+    vals = [-16, -15, -3, -1, 0, 1, 2, 7, 15]
+    vecs = np.array([[a, b, c] for a in vals for b in vals for c in vals])
+    for mode, t in ((MODE_THRESHOLD, 9), (MODE_NEVER, 9), (MODE_ALWAYS, 16)):
+        dut = ExitDecision(spec, logit_width=5, id_width=4, threshold=t, mode=mode)
+        ids = np.arange(len(vecs)) % 16
+        got, seen, *_ = run_decision(dut, vecs, ids, seed=mode, idle=0.2, stall=0.2)
+        assert got == decision_model(spec, seen)
+        assert all(s[3] == mode and s[2] == t for s in seen)
+
+
+def test_throughput_and_latency():
+    for spec in (SPEC, DecisionSpec(classes=16, logit_frac_bits=4, threshold_bits=8)):
+        dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=4, threshold=100)
+        n = 40
+        logits = random_logits(np.random.default_rng(5), n, spec.classes, LOGIT_WIDTH)
+        got, seen, out_cycles, first_cycles, last_cycles = run_decision(
+            dut, logits, np.arange(n) % 16)
+        assert got == decision_model(spec, seen)
+        ii = (out_cycles[-1] - out_cycles[10]) / (n - 1 - 10)
+        assert ii == dut.initiation_interval
+        # The sink records the cycle count after the accepting tick; so does the driver.
+        assert out_cycles[0] - last_cycles[0] == dut.latency
+
+
+def test_runtime_write_timing():
+    """A write on the cycle a first logit is accepted applies to the next sample, not that one."""
+    spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
+                        threshold_bits=4)
+    dut = ExitDecision(spec, logit_width=5, id_width=2, threshold=16)  # t=16: exits only if S=16
+    got = []
+
+    async def driver(ctx):
+        for k in range(3):
+            for j in range(3):
+                # Write t=1 (always exits) together with sample 1's first logit.
+                ctx.set(dut.threshold_we, k == 1 and j == 0)
+                ctx.set(dut.threshold, 1)
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, {"data": [0], "first": j == 0, "last": j == 2, "id": k})
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(driver)
+    sim.add_testbench(sink(dut.o, 3, got))
+    sim.run()
+    assert [int(r.exit) for r in got] == [0, 0, 1]  # all-equal logits: S = 3 * 16
+
+
+@pytest.mark.parametrize("kwargs,exc,message", [
+    (dict(spec="x"), TypeError, "spec must be a DecisionSpec, got 'x'"),
+    (dict(logit_width=1), ValueError, "logit_width must be an integer in 2..32, got 1"),
+    (dict(id_width=0), ValueError, "id_width must be an integer in 1..32, got 0"),
+    (dict(threshold=0), ValueError,
+     "threshold must be an integer register value in 1..256 (round(T * 2**8)), got 0"),
+    (dict(threshold=0.5), ValueError,
+     "threshold must be an integer register value in 1..256 (round(T * 2**8)), got 0.5"),
+    (dict(mode=3), ValueError, "mode must be 0 (threshold), 1 (never) or 2 (always), got 3"),
+])
+def test_parameter_errors(kwargs, exc, message):
+    args = dict(spec=SPEC, logit_width=8, id_width=4, threshold=128) | kwargs
+    spec = args.pop("spec")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(exc) as info:
+            ExitDecision(spec, **args)
+        assert str(info.value) == message
+        del info
+        gc.collect()
+
+
+def test_verilator_lint(lint):
+    lint(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128))
+
+
+def test_cocotb_verilator(tmp_path):
+    spec = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12,
+                        threshold_bits=8)
+    dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=8, threshold=150)
+    rng = np.random.default_rng(11)
+    n = 300
+    logits = random_logits(rng, n, spec.classes, LOGIT_WIDTH)
+    # The bench writes t=200 once, while idle, after `switch` samples have been fully accepted,
+    # and waits until they are; every sample from `switch` on sees the new value.
+    switch = n // 2
+    seen = [(k % 256, logits[k], 150 if k < switch else 200, MODE_THRESHOLD) for k in range(n)]
+    expected = decision_model(spec, seen)
+    vectors = tmp_path / "vectors.json"
+    vectors.write_text(json.dumps({
+        "classes": spec.classes, "logits": logits.tolist(), "ids": [s[0] for s in seen],
+        "switch": switch, "threshold": 200, "expected": expected}))
+    src = tmp_path / "exit_decision.v"
+    src.write_text(verilog.convert(dut, name="exit_decision"))
+    run_cocotb(src, "exit_decision", "cocotb_decision", tmp_path / "build",
+               test_dir=tmp_path, extra_env={"EXITGATE_VECTORS": str(vectors)},
+               python_search=[Path(__file__).parent])
