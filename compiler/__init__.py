@@ -1,1 +1,1 @@
-"""exitgate.compiler"""
+"""exitgate.compiler: IR -> hardware graph -> folding under a board budget -> Verilog + manifest."""

@@ -1,0 +1,199 @@
+"""Codegen: an HwGraph (with folds) + integer weights -> the accelerator, an Amaranth Component
+with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
+
+Wiring (per exit k, level k = samples that continued past exits 0..k-1):
+
+    pixels -> level-0 stages -> ... -> branch stage (output of segment k)
+                                          |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
+                                          |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
+    ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
+                                       -> ExitMerge input k            (if the sample exits)
+                                       -> id FIFO -> IdTagger_{k+1}    (if it continues)
+
+Sample ids come from a counter at exit 0 (every sample reaches it, in order) and travel to later
+exits through the id FIFOs. The final exit's decision unit runs in always-exit mode; `ctrl`
+writes to the final exit are ignored (a sample must always leave somewhere).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+
+from ..hw.cond_buffer import ConditionalBuffer
+from ..hw.conv import Conv2dStage
+from ..hw.decision import ExitDecision
+from ..hw.interface import accelerator_signature
+from ..hw.linear import LinearStage
+from ..hw.merge import ExitMerge
+from ..hw.plumbing import DecisionRouter, IdCounter, IdTagger, StreamFork
+from ..hw.pool import MaxPool2x2
+from ..hw.stream import activation_signature, beats_of
+from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
+from .graph import HwGraph, Stage
+
+__all__ = ["Accelerator", "build_block", "emit_verilog"]
+
+
+def _lanes(stage: Stage) -> int:
+    """Lanes of a stage's output stream."""
+    if stage.kind in ("conv", "linear") and stage.params.get("shift") is not None:
+        return stage.params.get("out_lanes", 1)
+    return stage.fold.in_lanes if stage.kind == "pool" else 1
+
+
+def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool):
+    """The hw block implementing one stage (not decision stages)."""
+    p, f = stage.params, stage.fold
+    if stage.kind in ("conv", "linear"):
+        cls = Conv2dStage if stage.kind == "conv" else LinearStage
+        kw = dict(in_width=in_bits, in_signed=in_signed, weight_bits=p["weight_bits"],
+                  pe=f.pe, simd=f.simd, in_lanes=in_lanes)
+        if p.get("shift") is None:
+            kw.update(shift=None)
+        else:
+            kw.update(shift=p["shift"], out_bits=p["out_bits"], out_signed=p["out_signed"],
+                      relu=p["relu"], out_lanes=p.get("out_lanes", 1))
+        bias = weights[p["bias"]] if p.get("bias") else np.zeros(stage.out_shape[0], np.int64)
+        return cls(weights[p["weight"]], bias, stage.in_shape, **kw)
+    if stage.kind == "pool":
+        return MaxPool2x2(stage.in_shape, lanes=in_lanes, width=in_bits, signed_data=in_signed)
+    raise ValueError(f"no block for stage kind {stage.kind}")
+
+
+class Accelerator(wiring.Component):
+    """The generated early-exit accelerator (ports: see exitgate.hw.interface).
+
+    graph: lowered and folded HwGraph. weights: the IR's integer arrays. thresholds: initial
+    threshold register values t per non-final exit. buffer_depth: samples each conditional
+    buffer holds. id_width: bits of the sample id.
+    """
+
+    def __init__(self, graph: HwGraph, weights: dict, thresholds: list[int], *,
+                 buffer_depth: int = 4, id_width: int = 8):
+        if len(thresholds) != graph.exits - 1:
+            raise ValueError(f"need {graph.exits - 1} threshold register values, got {thresholds}")
+        self.graph, self.weights = graph, weights
+        self.thresholds, self.buffer_depth, self.id_width = list(thresholds), buffer_depth, id_width
+        self.blocks: dict[str, wiring.Component] = {}
+        fmt = {None: (1, graph.input_bits, False)}   # stage -> (lanes, bits, signed) of output
+        for st in graph.stages:
+            if st.kind == "decision":
+                continue
+            lanes, bits, sgn = fmt[st.src]
+            blk = build_block(st, weights, lanes, bits, sgn)
+            self.blocks[st.name] = blk
+            if st.kind == "pool":
+                fmt[st.name] = (lanes, bits, sgn)
+            elif st.params.get("shift") is None:
+                fmt[st.name] = (1, blk.acc_width, True)
+            else:
+                fmt[st.name] = (blk.out_lanes, st.params["out_bits"], st.params["out_signed"])
+        self.formats = fmt
+        super().__init__(accelerator_signature(graph.input_bits, id_width, graph.exits,
+                                               graph.classes))
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.graph
+        outputs = {None: wiring.flipped(self.pixels)}  # stage name -> its output stream
+        for name, blk in self.blocks.items():
+            m.submodules[name] = blk
+        # forks where a stage feeds several consumers
+        taps: dict[tuple, object] = {}
+        for src in [None] + [s.name for s in g.stages]:
+            users = g.consumers(src)
+            if src is not None and g.stage(src).kind == "decision":
+                continue
+            stream_out = outputs[src] if src is None else self.blocks[src].o
+            if len(users) == 1:
+                taps[(src, users[0].name)] = stream_out
+            elif len(users) > 1:
+                fork = StreamFork(stream_out.signature.flip() if src is None
+                                  else stream_out.signature, len(users))
+                m.submodules[f"fork_{src}"] = fork
+                wiring.connect(m, stream_out, fork.i)
+                for k, u in enumerate(users):
+                    taps[(src, u.name)] = getattr(fork, f"o{k}")
+        routers, merge_inputs = {}, {}
+        id_sources = {0: None}
+        for st in g.stages:
+            if st.kind != "decision":
+                continue
+            k = st.exit
+            spec = DecisionSpec.from_dict(st.params["decision"])
+            final = k == g.exits - 1
+            logits_blk = self.blocks[st.src]
+            dec = ExitDecision(spec, logit_width=logits_blk.acc_width, id_width=self.id_width,
+                               threshold=1 << spec.threshold_bits if final else self.thresholds[k],
+                               mode=MODE_ALWAYS if final else MODE_THRESHOLD)
+            m.submodules[f"decision{k}"] = dec
+            tag = IdTagger(logits_blk.o.signature,
+                           activation_signature(1, logits_blk.acc_width, signed_data=True,
+                                                id_width=self.id_width), self.id_width)
+            m.submodules[f"tag{k}"] = tag
+            wiring.connect(m, taps[(st.src, st.name)], tag.i)
+            wiring.connect(m, tag.o, dec.i)
+            if k == 0:
+                m.submodules.ids0 = cnt = IdCounter(self.id_width)
+                wiring.connect(m, cnt.o, tag.ids)
+            else:
+                id_sources[k] = tag.ids
+            router = DecisionRouter(dec.o.payload.shape(), self.id_width, final=final)
+            m.submodules[f"router{k}"] = router
+            wiring.connect(m, dec.o, router.i)
+            routers[k] = router
+            merge_inputs[k] = router.result
+            if not final:
+                ctrl_hit = self.ctrl.we & (self.ctrl.exit == k)
+                m.d.comb += [dec.threshold.eq(self.ctrl.threshold), dec.mode.eq(self.ctrl.mode),
+                             dec.threshold_we.eq(ctrl_hit), dec.mode_we.eq(ctrl_hit)]
+        # id FIFOs between consecutive exits
+        for k in range(1, g.exits):
+            fifo = SyncFIFOBuffered(width=self.id_width, depth=self.buffer_depth + 8)
+            m.submodules[f"idq{k}"] = fifo
+            wiring.connect(m, routers[k - 1].ids, fifo.w_stream)
+            m.d.comb += [id_sources[k].payload.eq(fifo.r_data), id_sources[k].valid.eq(fifo.r_rdy),
+                         fifo.r_en.eq(id_sources[k].ready)]
+        # conditional buffers on edges that cross a level, then stage inputs
+        for st in g.stages:
+            if st.kind == "decision":
+                continue
+            src_stream = taps[(st.src, st.name)]
+            src_level = 0 if st.src is None else g.stage(st.src).level
+            if st.level > src_level:
+                lanes, bits, sgn = self.formats[st.src]
+                sig = activation_signature(lanes, bits, signed_data=sgn)
+                shape = g.stage(st.src).out_shape
+                cb = ConditionalBuffer(sig, beats_per_sample=beats_of(shape, lanes),
+                                       depth=self.buffer_depth)
+                m.submodules[f"cbuf{src_level}"] = cb
+                wiring.connect(m, src_stream, cb.i)
+                wiring.connect(m, routers[src_level].buffer, cb.decision)
+                src_stream = cb.o
+            wiring.connect(m, src_stream, self.blocks[st.name].i)
+        # merge all exits' results into the result stream
+        layout = routers[0].result.payload.shape()
+        merge = ExitMerge(g.exits, id_width=self.id_width, cls_width=layout["cls"].width,
+                          confidence_width=layout["confidence"].width)
+        m.submodules.merge = merge
+        for k in range(g.exits):
+            src, dst = routers[k].result, merge.i[k]
+            m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                         dst.payload.id.eq(src.payload.id), dst.payload.cls.eq(src.payload.cls),
+                         dst.payload.confidence.eq(src.payload.confidence)]
+        res = self.results
+        m.d.comb += [res.valid.eq(merge.o.valid), merge.o.ready.eq(res.ready),
+                     res.payload.id.eq(merge.o.payload.id),
+                     res.payload.exit.eq(merge.o.payload.exit_index),
+                     res.payload.cls.eq(merge.o.payload.cls),
+                     res.payload.confidence.eq(merge.o.payload.confidence)]
+        return m
+
+
+def emit_verilog(accel: Accelerator, name: str = "exitgate_top") -> str:
+    """Verilog for the accelerator; ports are named after the interface members."""
+    return verilog.convert(accel, name=name, emit_src=False)
