@@ -63,6 +63,7 @@ class TrainConfig:
 class CalibrationConfig:
     max_drop_pp: float = 0.5
     thresholds: tuple[float, ...] = ()   # empty: the default grid
+    margin_samples: int = 1              # safety margin on the accuracy floor (see calibrate)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ def parse_config(raw: dict, source: str = "config") -> Config:
     train = TrainConfig(**t)
 
     c = _take(top.get("calibration", {}), "calibration", {"max_drop_pp": float,
-                                                          "thresholds": list})
+                                                          "thresholds": list,
+                                                          "margin_samples": int})
+    _range("calibration.margin_samples", c.get("margin_samples", 1), 0, 1000)
     _range("calibration.max_drop_pp", c.get("max_drop_pp", 0.5), 0.0, 100.0)
     th = c.get("thresholds", [])
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1 for x in th):

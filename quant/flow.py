@@ -78,7 +78,7 @@ def run_train(cfg: Config, ds: Dataset, out: Path, *, force: bool = False, mode:
 
     t2 = time.perf_counter()
     calib = calibrate(ir, ref_val, ds.y_val, cfg.calibration.max_drop_pp,
-                      cfg.calibration.thresholds or DEFAULT_GRID)
+                      cfg.calibration.thresholds or DEFAULT_GRID, cfg.calibration.margin_samples)
     calib["split"] = "val"
     thresholds = calib["thresholds"] + [1.0]
     test = summarise(ir, ref_test, ds.y_test, thresholds)
