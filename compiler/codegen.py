@@ -21,6 +21,7 @@ import numpy as np
 from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from ..hw.cond_buffer import ConditionalBuffer
@@ -31,22 +32,16 @@ from ..hw.linear import LinearStage
 from ..hw.merge import ExitMerge
 from ..hw.plumbing import DecisionRouter, IdCounter, IdTagger, StreamFork
 from ..hw.pool import MaxPool2x2
-from ..hw.stream import activation_signature, beats_of
+from ..hw.stream import activation_layout, activation_signature, beats_of
 from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
 from .graph import HwGraph, Stage
 
-__all__ = ["Accelerator", "build_block", "emit_verilog"]
-
-
-def _lanes(stage: Stage) -> int:
-    """Lanes of a stage's output stream."""
-    if stage.kind in ("conv", "linear") and stage.params.get("shift") is not None:
-        return stage.params.get("out_lanes", 1)
-    return stage.fold.in_lanes if stage.kind == "pool" else 1
+__all__ = ["Accelerator", "build_block", "build_blocks", "emit_verilog"]
 
 
 def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool):
-    """The hw block implementing one stage (not decision stages)."""
+    """The hw block implementing one stage (not decision stages). Raises ValueError (from the
+    block's constructor) for a folding the block cannot take."""
     p, f = stage.params, stage.fold
     if stage.kind in ("conv", "linear"):
         cls = Conv2dStage if stage.kind == "conv" else LinearStage
@@ -56,7 +51,7 @@ def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_sig
             kw.update(shift=None)
         else:
             kw.update(shift=p["shift"], out_bits=p["out_bits"], out_signed=p["out_signed"],
-                      relu=p["relu"], out_lanes=p.get("out_lanes", 1))
+                      relu=p["relu"], out_lanes=f.out_lanes)
         bias = weights[p["bias"]] if p.get("bias") else np.zeros(stage.out_shape[0], np.int64)
         return cls(weights[p["weight"]], bias, stage.in_shape, **kw)
     if stage.kind == "pool":
@@ -64,37 +59,58 @@ def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_sig
     raise ValueError(f"no block for stage kind {stage.kind}")
 
 
+def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
+    """Every non-decision stage's hw block, and each stage's output format (lanes, bits, signed).
+    The stream format of a stage's input is its source's output format (pixels: 1 lane).
+    ``analysis=True``: the blocks are only inspected (timings, checks), never elaborated."""
+    blocks, fmt = {}, {None: (1, graph.input_bits, False)}
+    for st in graph.stages:
+        if st.kind == "decision":
+            continue
+        lanes, bits, sgn = fmt[st.src]
+        blk = build_block(st, weights, lanes, bits, sgn)
+        if analysis:
+            blk._MustUse__silence = True
+        blocks[st.name] = blk
+        if st.kind == "pool":
+            fmt[st.name] = (lanes, bits, sgn)
+        elif st.params.get("shift") is None:
+            fmt[st.name] = (1, blk.acc_width, True)
+        else:
+            fmt[st.name] = (blk.out_lanes, st.params["out_bits"], st.params["out_signed"])
+    return blocks, fmt
+
+
 class Accelerator(wiring.Component):
     """The generated early-exit accelerator (ports: see exitgate.hw.interface).
 
     graph: lowered and folded HwGraph. weights: the IR's integer arrays. thresholds: initial
     threshold register values t per non-final exit. buffer_depth: samples each conditional
-    buffer holds. id_width: bits of the sample id.
+    buffer holds. id_width: bits of the sample id. taps: also add, per exit k, an
+    observation-only output port ``logits{k}`` (``valid``, ``ready``, ``payload``, all outputs)
+    mirroring the logits stream entering ExitDecision k (payload {data: 1 signed logit, first,
+    last, id}; a logit moves on a cycle where valid and ready are both high), for benches.
     """
 
     def __init__(self, graph: HwGraph, weights: dict, thresholds: list[int], *,
-                 buffer_depth: int = 4, id_width: int = 8):
+                 buffer_depth: int = 4, id_width: int = 8, taps: bool = False):
         if len(thresholds) != graph.exits - 1:
             raise ValueError(f"need {graph.exits - 1} threshold register values, got {thresholds}")
         self.graph, self.weights = graph, weights
         self.thresholds, self.buffer_depth, self.id_width = list(thresholds), buffer_depth, id_width
-        self.blocks: dict[str, wiring.Component] = {}
-        fmt = {None: (1, graph.input_bits, False)}   # stage -> (lanes, bits, signed) of output
-        for st in graph.stages:
-            if st.kind == "decision":
-                continue
-            lanes, bits, sgn = fmt[st.src]
-            blk = build_block(st, weights, lanes, bits, sgn)
-            self.blocks[st.name] = blk
-            if st.kind == "pool":
-                fmt[st.name] = (lanes, bits, sgn)
-            elif st.params.get("shift") is None:
-                fmt[st.name] = (1, blk.acc_width, True)
-            else:
-                fmt[st.name] = (blk.out_lanes, st.params["out_bits"], st.params["out_signed"])
-        self.formats = fmt
-        super().__init__(accelerator_signature(graph.input_bits, id_width, graph.exits,
-                                               graph.classes))
+        self.blocks, self.formats = build_blocks(graph, weights)
+        self.taps = taps
+        sig = accelerator_signature(graph.input_bits, id_width, graph.exits, graph.classes)
+        if taps:
+            members = dict(sig.members.items())
+            for st in graph.stages:
+                if st.kind == "decision":
+                    layout = activation_layout(1, self.blocks[st.src].acc_width,
+                                               signed_data=True, id_width=id_width)
+                    members[f"logits{st.exit}"] = Out(wiring.Signature({
+                        "valid": Out(1), "ready": Out(1), "payload": Out(layout)}))
+            sig = wiring.Signature(members)
+        super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
@@ -137,6 +153,10 @@ class Accelerator(wiring.Component):
             m.submodules[f"tag{k}"] = tag
             wiring.connect(m, taps[(st.src, st.name)], tag.i)
             wiring.connect(m, tag.o, dec.i)
+            if self.taps:
+                tap = getattr(self, f"logits{k}")
+                m.d.comb += [tap.valid.eq(tag.o.valid), tap.ready.eq(tag.o.ready),
+                             tap.payload.eq(tag.o.payload)]
             if k == 0:
                 m.submodules.ids0 = cnt = IdCounter(self.id_width)
                 wiring.connect(m, cnt.o, tag.ids)
@@ -175,6 +195,14 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, routers[src_level].buffer, cb.decision)
                 src_stream = cb.o
             wiring.connect(m, src_stream, self.blocks[st.name].i)
+        res = self.results
+        if g.exits == 1:  # a no-exit baseline: the final exit's results are the output
+            src = routers[0].result
+            m.d.comb += [res.valid.eq(src.valid), src.ready.eq(res.ready),
+                         res.payload.id.eq(src.payload.id), res.payload.exit.eq(0),
+                         res.payload.cls.eq(src.payload.cls),
+                         res.payload.confidence.eq(src.payload.confidence)]
+            return m
         # merge all exits' results into the result stream
         layout = routers[0].result.payload.shape()
         merge = ExitMerge(g.exits, id_width=self.id_width, cls_width=layout["cls"].width,
@@ -185,7 +213,6 @@ class Accelerator(wiring.Component):
             m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
                          dst.payload.id.eq(src.payload.id), dst.payload.cls.eq(src.payload.cls),
                          dst.payload.confidence.eq(src.payload.confidence)]
-        res = self.results
         m.d.comb += [res.valid.eq(merge.o.valid), merge.o.ready.eq(res.ready),
                      res.payload.id.eq(merge.o.payload.id),
                      res.payload.exit.eq(merge.o.payload.exit_index),

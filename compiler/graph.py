@@ -27,17 +27,20 @@ import numpy as np
 from ..errors import ExitgateError
 from ..quant.ir import IR, exit_users
 
-__all__ = ["Fold", "Stage", "HwGraph", "lower"]
+__all__ = ["Fold", "Stage", "HwGraph", "lower", "baseline"]
 
 
 @dataclass(frozen=True)
 class Fold:
+    """Folding of a conv/linear stage: ``pe`` output lanes computed in parallel, ``simd`` inputs
+    consumed per cycle, ``out_lanes`` values per output beat (divides pe; raw logits: 1)."""
+
     pe: int = 1
     simd: int = 1
-    in_lanes: int = 1
+    out_lanes: int = 1
 
     def __str__(self):
-        return f"PE{self.pe}xSIMD{self.simd}"
+        return f"PE{self.pe}xSIMD{self.simd}/{self.out_lanes}"
 
 
 @dataclass(frozen=True)
@@ -176,3 +179,15 @@ def lower(ir: IR, weights: dict) -> HwGraph:
                             "(QuantLinear without a requantiser after it)")
     return HwGraph(stages=tuple(stages), exits=len(ir.exits), input_bits=inp.bits,
                    input_shape=tuple(inp.shape), classes=ir.exits[0].decision.classes)
+
+
+def baseline(graph: HwGraph) -> HwGraph:
+    """The no-exit baseline: only the stages the final exit needs, all at level 0, one exit."""
+    final = next(s for s in graph.stages if s.kind == "decision" and s.exit == graph.exits - 1)
+    keep, name = set(), final.name
+    while name is not None:
+        keep.add(name)
+        name = graph.stage(name).src
+    stages = tuple(replace(s, level=0, exit=0 if s.exit == graph.exits - 1 else None)
+                   for s in graph.stages if s.name in keep)
+    return replace(graph, stages=stages, exits=1)

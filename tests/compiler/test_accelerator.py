@@ -13,7 +13,7 @@ from exitgate.numerics import MODE_NEVER
 from exitgate.quant.ir import load_ir
 from exitgate.sim.scoreboard import Scoreboard, expected_results
 
-FOLDS = {"s0": Fold(4, 9), "s2": Fold(2, 16), "s3": Fold(4, 16), "s5": Fold(2, 16)}
+FOLDS = {"s0": Fold(4, 9), "s2": Fold(2, 16), "s3": Fold(4, 16), "s5": Fold(2, 16)}  # out_lanes 1
 
 
 def _simulate(acc, x, writes=(), idle=0.0, stall=0.0, seed=0):

@@ -1,0 +1,150 @@
+"""Design-space exploration: choose every stage's folding to maximise throughput in a budget.
+
+Exit-aware (as ATHEENA): a level-k stage only sees the fraction f_k of samples that continued
+past the earlier exits, so its cost in the objective is f_k * cycles. The search is greedy on
+the bottleneck (as FINN's folding search): start from the smallest folding; repeatedly take the
+stage with the largest f_k * cycles and apply the cheapest change of its folding (or, for a pool
+or buffer limited by its input lanes, of the conv feeding it) that makes it faster and keeps the
+whole design's estimated resources inside the budget; stop when no change fits. The no-exit
+baseline is the same search with every fraction 1 on the baseline graph, under the same budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .codegen import build_blocks
+from .graph import Fold, HwGraph, Stage
+from .perf import StageTiming, level_times, stage_timings, stream_throughput
+
+__all__ = ["divisors", "fold_candidates", "explore", "Exploration"]
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def fold_candidates(stage: Stage) -> list[Fold]:
+    """Every folding the stage's block accepts in principle (lanes are checked on building)."""
+    if stage.kind == "conv":
+        cout, cin = stage.out_shape[0], stage.in_shape[0]
+        return [Fold(pe, simd, lanes) for pe in divisors(cout) for simd in divisors(cin * 9)
+                for lanes in divisors(pe)]
+    if stage.kind == "linear":
+        n = 1
+        for d in stage.in_shape:
+            n *= d
+        raw = stage.params.get("shift") is None
+        return [Fold(pe, simd, lanes) for pe in divisors(stage.out_shape[0])
+                for simd in divisors(n) for lanes in ([1] if raw else divisors(pe))]
+    return []
+
+
+@dataclass
+class Exploration:
+    graph: HwGraph
+    timings: list[StageTiming]
+    resources: dict
+    steps: int
+    limited_by: str          # why the search stopped
+    samples_per_cycle: float  # stream model on the exit sequence
+
+
+def _fits(res: dict, budget: dict, cap: float) -> str | None:
+    for key in ("lut", "ff", "dsp", "bram"):
+        if key in budget and res.get(key, 0) > budget[key] * cap:
+            return key
+    return None
+
+
+def _mults(g: HwGraph) -> int:
+    return sum(s.fold.pe * s.fold.simd for s in g.stages if s.kind in ("conv", "linear"))
+
+
+def _repair(g: HwGraph) -> HwGraph:
+    """Make every linear stage's SIMD a multiple of its input lanes (its block requires it)."""
+    lanes = {None: 1}
+    fixes = {}
+    for st in g.stages:
+        if st.kind == "decision":
+            continue
+        inl = lanes[st.src]
+        f = fixes.get(st.name, st.fold)
+        if st.kind == "linear" and f.simd % inl:
+            n = 1
+            for d in st.in_shape:
+                n *= d
+            simd = min(d for d in divisors(n) if d % inl == 0 and d >= f.simd)
+            f = Fold(f.pe, simd, f.out_lanes)
+            fixes[st.name] = f
+        lanes[st.name] = inl if st.kind == "pool" else (
+            1 if st.params.get("shift") is None else f.out_lanes)
+    return g.with_folds(fixes) if fixes else g
+
+
+def _next_folds(stage: Stage, limit: int = 12) -> list[Fold]:
+    """The few cheapest foldings with more parallelism than the current one."""
+    cur = stage.fold
+    up = [f for f in fold_candidates(stage) if f.pe * f.simd > cur.pe * cur.simd]
+    up.sort(key=lambda f: (f.pe * f.simd, -f.out_lanes))
+    sizes = sorted({f.pe * f.simd for f in up})[:2]
+    return [f for f in up if f.pe * f.simd in sizes][:limit]
+
+
+def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
+            estimate: Callable[[HwGraph], dict], cap: float = 0.85, depth: int = 4,
+            max_steps: int = 400) -> Exploration:
+    """Greedy search (see module docstring). `exit_seq`: exit index per calibration sample
+    (all 0 for a one-exit baseline); `estimate(graph) -> {lut, ff, dsp, bram}`.
+    Raises ValueError naming the resource if even the smallest folding does not fit."""
+    folds = {s.name: Fold(1, 1, 1) for s in graph.stages if s.kind in ("conv", "linear")}
+    g = graph.with_folds(folds)
+    res = estimate(g)
+    over = _fits(res, budget, cap)
+    if over:
+        raise ValueError(f"the smallest folding needs {res[over]} {over.upper()}, more than "
+                         f"{cap:.0%} of the board's {budget[over]}")
+    levels = graph.exits
+    fractions = [float((exit_seq >= k).mean()) for k in range(levels)]
+
+    def evaluate(trial):
+        t = stage_timings(trial, weights)
+        return t, stream_throughput(level_times(t, levels), exit_seq, depth)
+
+    timings, tput = evaluate(g)
+    steps, why = 0, "max_steps"
+    while steps < max_steps:
+        cost = {t.name: fractions[t.level] * t.cycles for t in timings}
+        worst = max(cost, key=cost.get)
+        best = None
+        for st in g.stages:
+            for f in _next_folds(st):
+                trial = _repair(g.with_folds({st.name: f}))
+                try:
+                    build_blocks(trial, weights, analysis=True)
+                except ValueError:
+                    continue
+                t2, tp2 = evaluate(trial)
+                c2 = {t.name: fractions[t.level] * t.cycles for t in t2}
+                gain = tp2 - tput
+                relieves = c2[worst] < cost[worst] and max(c2.values()) <= max(cost.values())
+                if gain <= 1e-12 and not relieves:
+                    continue
+                extra = max(1, _mults(trial) - _mults(g))
+                key = (gain / extra, -c2[worst] / extra)
+                if best is None or key > best[0]:
+                    best = (key, trial, t2, tp2)
+        if best is None:
+            why = f"no folding change makes {worst} or the whole design faster"
+            break
+        _, trial, t2, tp2 = best
+        r2 = estimate(trial)
+        over = _fits(r2, budget, cap)
+        if over:
+            why = f"budget: {over.upper()}"
+            break
+        g, timings, tput, res = trial, t2, tp2, r2
+        steps += 1
+    return Exploration(graph=g, timings=timings, resources=res, steps=steps, limited_by=why,
+                       samples_per_cycle=tput)

@@ -1,0 +1,123 @@
+"""Performance model of a folded accelerator: cycles per stage, throughput with exits, latency.
+
+Every stage's cycles per sample come from its hw block (`cycles_per_sample` /
+`initiation_interval`), so the model and the hardware share one formula. A level's *server
+time* T_k is its slowest stage. With exit rates, level k sees only the fraction f_k of samples
+that continued past exits 0..k-1, so the analytic throughput bound is
+
+    samples/cycle = 1 / max_k (f_k * T_k)
+
+`stream_throughput` refines it for a concrete exit sequence and conditional-buffer depth D: a
+sample-by-sample recursion where level k starts sample i no earlier than its previous sample
+plus T_k, no earlier than it finished level k-1, and only when buffer k has a free slot (a slot
+is held from the sample's entry until its exit decision, or, if it continues, until level k+1
+has read it out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hw.decision import ExitDecision
+from ..hw.stream import beats_of
+from ..numerics import DecisionSpec
+from .codegen import build_blocks
+from .graph import HwGraph
+
+__all__ = ["StageTiming", "stage_timings", "level_times", "analytic_throughput",
+           "stream_throughput", "path_latency", "level_fractions"]
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    name: str
+    kind: str
+    level: int
+    cycles: int       # per sample, steady state
+    latency: int      # the block's own latency figure (see each block)
+
+
+def _decision_timing(stage, logit_bits) -> tuple[int, int]:
+    spec = DecisionSpec.from_dict(stage.params["decision"])
+    d = ExitDecision(spec, logit_width=logit_bits, id_width=8, threshold=1)
+    d._MustUse__silence = True
+    return d.initiation_interval, d.latency
+
+
+def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
+    """Cycles per sample and latency of every stage, plus the conditional buffers' output rate
+    (one beat per cycle: a level-(k+1) input costs its beat count)."""
+    blocks, fmt = build_blocks(graph, weights, analysis=True)
+    out = []
+    for st in graph.stages:
+        if st.kind == "decision":
+            ii, lat = _decision_timing(st, blocks[st.src].acc_width)
+            out.append(StageTiming(st.name, st.kind, st.level, ii, lat))
+            continue
+        blk = blocks[st.name]
+        out.append(StageTiming(st.name, st.kind, st.level, int(np.ceil(blk.cycles_per_sample)),
+                               int(blk.latency)))
+        src_level = 0 if st.src is None else graph.stage(st.src).level
+        if st.level > src_level:
+            lanes = fmt[st.src][0]
+            beats = beats_of(graph.stage(st.src).out_shape, lanes)
+            out.append(StageTiming(f"cbuf{src_level}", "cbuf", st.level, beats + 1, 2))
+    return out
+
+
+def level_times(timings: list[StageTiming], levels: int) -> list[int]:
+    """Server time T_k of each level: its slowest stage."""
+    return [max([t.cycles for t in timings if t.level == k] or [1]) for k in range(levels)]
+
+
+def level_fractions(exit_rates) -> list[float]:
+    """Fraction of samples reaching each level, from the unconditional exit rates."""
+    rates = list(exit_rates)
+    return [1.0 - sum(rates[:k]) for k in range(len(rates))]
+
+
+def analytic_throughput(times: list[int], fractions: list[float]) -> float:
+    return 1.0 / max(f * t for f, t in zip(fractions, times))
+
+
+def stream_throughput(times: list[int], exits: np.ndarray, depth: int) -> float:
+    """Samples per cycle for a concrete exit sequence (exit index per sample), buffer depth D."""
+    levels = len(times)
+    n = len(exits)
+    start = np.zeros((levels, n))
+    done = np.zeros((levels, n))
+    free = [[] for _ in range(levels)]   # slot-free times of samples that entered buffer k
+    last = [-np.inf] * levels
+    for i, e in enumerate(exits):
+        for k in range(int(e) + 1):
+            t = 0.0 if k == 0 else done[k - 1, i]
+            t = max(t, last[k] + times[k])
+            if k < levels - 1 and len(free[k]) >= depth:
+                t = max(t, free[k][-depth])
+            start[k, i] = t
+            done[k, i] = t + times[k]
+            last[k] = t
+        for k in range(min(int(e) + 1, levels - 1)):
+            t = done[k, i] if k == e else start[k + 1, i] + times[k + 1]
+            # slots are a ring, freed in order: a slot is reusable once all earlier ones are
+            free[k].append(max(t, free[k][-1]) if free[k] else t)
+    finish = max(done[int(e), i] for i, e in enumerate(exits))
+    return n / finish
+
+
+def path_latency(graph: HwGraph, timings: list[StageTiming], exit_index: int) -> int:
+    """Unloaded latency estimate (first pixel in to result out, one sample in an idle pipeline)
+    to an exit: along the path of stages to its decision, each stage's fill latency, plus the
+    slowest stage's cycles (the sample has to pass through it completely)."""
+    by_name = {t.name: t for t in timings}
+    d = next(s for s in graph.stages if s.kind == "decision" and s.exit == exit_index)
+    path, name = [], d.name
+    while name is not None:
+        path.append(by_name[name])
+        st = graph.stage(name)
+        if st.src is not None and graph.stage(st.src).level < st.level:
+            path.append(by_name[f"cbuf{graph.stage(st.src).level}"])
+        name = st.src
+    return int(sum(t.latency for t in path) + max(t.cycles for t in path))

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from exitgate.compiler.codegen import build_blocks
+from exitgate.compiler.dse import explore, fold_candidates
+from exitgate.compiler.graph import Fold, baseline, lower
+from exitgate.compiler.perf import (analytic_throughput, level_times, stage_timings,
+                                    stream_throughput)
+from exitgate.quant.ir import load_ir
+
+
+@pytest.fixture(scope="module")
+def graph(trained_run):
+    ir, weights = load_ir(trained_run[0])
+    return lower(ir, weights), weights
+
+
+def _mults(g):
+    return {"dsp": sum(s.fold.pe * s.fold.simd for s in g.stages if s.kind in ("conv", "linear"))}
+
+
+def test_timings_come_from_the_blocks(graph):
+    g, w = graph
+    g = g.with_folds({"s0": Fold(4, 9, 2), "s2": Fold(1, 2, 1)})
+    blocks, _ = build_blocks(g, w)
+    t = {x.name: x for x in stage_timings(g, w)}
+    assert t["s0"].cycles == blocks["s0"].cycles_per_sample
+    assert t["s0"].latency == blocks["s0"].latency
+    assert t["cbuf0"].level == 1 and t["cbuf0"].cycles == 16 * 4 * 4 // 2 + 1  # beats + 1
+
+
+def test_stream_model_limits():
+    times = [100, 1000]
+    assert stream_throughput([100], np.zeros(500, int), 4) == pytest.approx(1 / 100, rel=0.01)
+    rng = np.random.default_rng(0)
+    seq = (rng.random(4000) < 0.05).astype(int)       # 5% continue: analytic bound 1/100
+    bound = analytic_throughput(times, [1.0, 0.05])
+    shallow, deep = (stream_throughput(times, seq, d) for d in (1, 64))
+    assert shallow < deep <= bound * 1.01
+    assert deep > 0.9 * bound
+
+
+def test_exploration_respects_budget_and_beats_smallest_folding(graph):
+    g, w = graph
+    rng = np.random.default_rng(1)
+    seq = (rng.random(300) < 0.1).astype(int)
+    ee = explore(g, w, seq, {"dsp": 24}, _mults, cap=1.0)
+    assert _mults(ee.graph)["dsp"] <= 24 and ee.steps > 0
+    smallest = stream_throughput(level_times(stage_timings(g, w), 2), seq, 4)
+    assert ee.samples_per_cycle > 2 * smallest
+    bl = explore(baseline(g), w, np.zeros(300, int), {"dsp": 24}, _mults, cap=1.0)
+    assert bl.graph.exits == 1 and _mults(bl.graph)["dsp"] <= 24
+    assert ee.samples_per_cycle > bl.samples_per_cycle   # exits pay off at equal budget
+    for s in ee.graph.stages:
+        if s.kind in ("conv", "linear"):
+            assert s.fold in fold_candidates(s) or s.fold == Fold(1, 1, 1)
+
+
+def test_exploration_refuses_what_cannot_fit(graph):
+    g, w = graph
+    with pytest.raises(ValueError, match=r"smallest folding needs 4 DSP, more than 100% of the "
+                                         r"board's 3"):
+        explore(g, w, np.zeros(10, int), {"dsp": 3}, _mults, cap=1.0)
