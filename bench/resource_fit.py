@@ -1,0 +1,343 @@
+"""Fit and check the resource model (`exitgate.compiler.resources`) against yosys synthesis.
+
+    .venv/bin/python bench/resource_fit.py            # table: estimate vs synthesis per config
+    .venv/bin/python bench/resource_fit.py --fit      # synthesise, refit, rewrite the JSON model
+    .venv/bin/python bench/resource_fit.py --design RUN_DIR   # also whole accelerators of a run
+
+Each configuration in `CONFIGS` is one block (kind + parameters); ``held_out`` ones are not
+used by the fit. Synthesis (plain ``synth_ice40`` / ``synth_ecp5``, as the amaranth platforms
+run it) goes through `exitgate.boards.synth`, two processes at a time; results are cached in
+``bench/out/resource_synth.json`` keyed by the configuration. The fit is a non-negative least
+squares on *relative* error (each row divided by its synthesised value), per family, of LUT and
+FF on the features of `resources.block_features`; DSP and BRAM are structural, not fitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+from scipy.optimize import nnls
+
+from exitgate.boards.synth import synthesise
+from exitgate.compiler import resources as rm
+
+OUT = Path(__file__).with_name("out")
+CACHE = OUT / "resource_synth.json"
+FAMILIES = ("ice40", "ecp5")
+LUT_FEATURES = ["mul_bits", "add_bits", "requant_bits", "rom_bits", "ram_bits", "mux_bits",
+                "bank_bits", "counter_bits", "cmp_bits", "fork_bits", "bram_port_bits",
+                "arbiter_terms", "dist_read_bits"]
+FF_FEATURES = ["regs", "bram_port_bits"]
+
+
+def _c(kind, held_out=False, **p):
+    return {"kind": kind, "held_out": held_out, **p}
+
+
+CONFIGS = [
+    # conv: shape, cout, in_bits, weight_bits, in_lanes, pe, simd
+    _c("conv", shape=(1, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=1),
+    _c("conv", shape=(1, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=2, simd=9),
+    _c("conv", shape=(4, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=2, pe=2, simd=4),
+    _c("conv", shape=(8, 4, 4), cout=8, in_bits=6, weight_bits=3, in_lanes=1, pe=1, simd=8),
+    _c("conv", shape=(2, 6, 6), cout=4, in_bits=8, weight_bits=6, in_lanes=1, pe=4, simd=2),
+    _c("conv", shape=(4, 4, 4), cout=16, in_bits=4, weight_bits=4, in_lanes=4, pe=4, simd=4),
+    _c("conv", shape=(2, 4, 4), cout=8, in_bits=8, weight_bits=8, in_lanes=1, pe=2, simd=3),
+    _c("conv", True, shape=(8, 8, 8), cout=16, in_bits=8, weight_bits=4, in_lanes=4, pe=2,
+       simd=8),
+    _c("conv", True, shape=(3, 8, 8), cout=6, in_bits=8, weight_bits=4, in_lanes=1, pe=3, simd=3),
+    # linear
+    _c("linear", shape=(16, 2, 2), cout=10, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=4,
+       logits=True),
+    _c("linear", shape=(8, 4, 4), cout=16, in_bits=8, weight_bits=4, in_lanes=2, pe=2, simd=8),
+    _c("linear", shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=4, in_lanes=4, pe=2,
+       simd=16),
+    _c("linear", shape=(4, 3, 3), cout=10, in_bits=8, weight_bits=4, in_lanes=2, pe=2, simd=6,
+       logits=True),
+    _c("linear", shape=(8, 2, 2), cout=10, in_bits=8, weight_bits=8, in_lanes=1, pe=1, simd=4,
+       logits=True),
+    _c("linear", True, shape=(16, 4, 4), cout=10, in_bits=8, weight_bits=4, in_lanes=4, pe=1,
+       simd=16, logits=True),
+    _c("linear", True, shape=(8, 2, 2), cout=12, in_bits=8, weight_bits=4, in_lanes=1, pe=3,
+       simd=4),
+    # pool
+    _c("pool", shape=(8, 8, 8), lanes=1, bits=8),
+    _c("pool", shape=(16, 8, 8), lanes=4, bits=8),
+    _c("pool", shape=(4, 16, 16), lanes=2, bits=6),
+    _c("pool", True, shape=(6, 6, 6), lanes=2, bits=8),
+    _c("pool", True, shape=(16, 4, 4), lanes=16, bits=8),
+    # decision: classes, logit_width, threshold_bits
+    _c("decision", classes=10, logit_width=16, threshold_bits=8),
+    _c("decision", classes=10, logit_width=20, threshold_bits=8),
+    _c("decision", classes=4, logit_width=12, threshold_bits=6),
+    _c("decision", True, classes=10, logit_width=18, threshold_bits=6),
+    # conditional buffer: payload width, beats per sample, depth
+    _c("cond_buffer", width=34, beats_per_sample=64, depth=4),
+    _c("cond_buffer", width=10, beats_per_sample=16, depth=2),
+    _c("cond_buffer", width=14, beats_per_sample=144, depth=4),
+    _c("cond_buffer", True, width=66, beats_per_sample=16, depth=4),
+    _c("cond_buffer", True, width=10, beats_per_sample=256, depth=4),
+    # plumbing
+    _c("fork", n=2, width=10),
+    _c("fork", n=3, width=34),
+    _c("fork", True, n=2, width=66),
+    _c("id_fifo", width=8, depth=12),
+    _c("id_fifo", width=8, depth=20),
+    _c("id_fifo", True, width=6, depth=9),
+    _c("merge", n=2, width=21),
+    _c("merge", n=3, width=21),
+    _c("merge", True, n=4, width=17),
+]
+
+
+def _key(cfg) -> str:
+    return json.dumps({k: v for k, v in cfg.items() if k != "held_out"}, sort_keys=True)
+
+
+def _params(cfg) -> dict:
+    blk, params = build(cfg)
+    blk._MustUse__silence = True
+    return params
+
+
+def build(cfg):
+    """(component, estimate_block parameters) of a configuration."""
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from exitgate.hw.cond_buffer import ConditionalBuffer
+    from exitgate.hw.conv import Conv2dStage
+    from exitgate.hw.decision import ExitDecision
+    from exitgate.hw.linear import LinearStage
+    from exitgate.hw.merge import ExitMerge
+    from exitgate.hw.plumbing import StreamFork
+    from exitgate.hw.pool import MaxPool2x2
+    from exitgate.hw.stream import activation_signature
+    from exitgate.numerics import DecisionSpec
+    from amaranth.lib import stream
+    rng = np.random.default_rng(0)
+    kind = cfg["kind"]
+    if kind in ("conv", "linear"):
+        c, h, w = cfg["shape"]
+        wb, cout = cfg["weight_bits"], cfg["cout"]
+        wmax = (1 << (wb - 1)) - 1
+        shape_w = (cout, c, 3, 3) if kind == "conv" else (cout, c * h * w)
+        weights = rng.integers(-wmax, wmax + 1, shape_w)
+        bias = rng.integers(-500, 500, cout)
+        logits = cfg.get("logits", False)
+        kw = dict(in_width=cfg["in_bits"], weight_bits=wb, pe=cfg["pe"], simd=cfg["simd"],
+                  in_lanes=cfg["in_lanes"])
+        kw.update(shift=None) if logits else kw.update(shift=6, out_bits=8, relu=True,
+                                                       out_lanes=1)
+        cls = Conv2dStage if kind == "conv" else LinearStage
+        blk = cls(weights, bias, (c, h, w), **kw)
+        params = {k: cfg[k] for k in ("shape", "cout", "in_bits", "weight_bits", "in_lanes",
+                                      "pe", "simd")}
+        params["shape"] = tuple(params["shape"])
+        params.update(acc_width=blk.acc_width, bias_width=rm._bias_width(bias),
+                      out_bits=blk.acc_width if logits else 8, out_lanes=1)
+        return blk, params
+    if kind == "pool":
+        shape = tuple(cfg["shape"])
+        return (MaxPool2x2(shape, lanes=cfg["lanes"], width=cfg["bits"]),
+                {"shape": shape, "lanes": cfg["lanes"], "bits": cfg["bits"]})
+    if kind == "decision":
+        spec = DecisionSpec(classes=cfg["classes"], logit_frac_bits=4,
+                            threshold_bits=cfg["threshold_bits"])
+        return (ExitDecision(spec, logit_width=cfg["logit_width"], id_width=8,
+                              threshold=1 << (spec.threshold_bits - 1)),
+                {"spec": spec, "logit_width": cfg["logit_width"], "id_width": 8})
+    if kind == "cond_buffer":
+        lanes = (cfg["width"] - 2) // 8 if (cfg["width"] - 2) % 8 == 0 else 1
+        bits = (cfg["width"] - 2) // lanes
+        sig = activation_signature(lanes, bits)
+        return (ConditionalBuffer(sig, beats_per_sample=cfg["beats_per_sample"],
+                                  depth=cfg["depth"]),
+                {k: cfg[k] for k in ("width", "beats_per_sample", "depth")})
+    if kind == "fork":
+        return (StreamFork(stream.Signature(cfg["width"]), cfg["n"]), {"n": cfg["n"]})
+    if kind == "id_fifo":
+        return (SyncFIFOBuffered(width=cfg["width"], depth=cfg["depth"]),
+                {"width": cfg["width"], "depth": cfg["depth"]})
+    if kind == "merge":
+        idw, clsw = 8, 4
+        conf = cfg["width"] - idw - clsw
+        return (ExitMerge(cfg["n"], id_width=idw, cls_width=clsw, confidence_width=conf),
+                {"n": cfg["n"], "width": cfg["width"]})
+    raise ValueError(kind)
+
+
+def _verilog(blk) -> str:
+    """Verilog of a block (SyncFIFOBuffered is not a wiring.Component: name its ports)."""
+    ports = None
+    if not hasattr(blk, "signature"):
+        ports = [blk.w_data, blk.w_en, blk.w_rdy, blk.r_data, blk.r_en, blk.r_rdy]
+    return verilog.convert(blk, name="top", emit_src=False, ports=ports)
+
+
+def _synth_job(args):
+    key, family, text = args
+    r = synthesise(text, family)
+    return key, family, {k: r[k] for k in ("lut", "ff", "dsp", "bram")}
+
+
+def synth_all(configs, cache: dict, workers: int = 2) -> dict:
+    jobs = []
+    for cfg in configs:
+        key = _key(cfg)
+        for fam in FAMILIES:
+            if fam not in cache.get(key, {}):
+                blk, _ = build(cfg)
+                jobs.append((key, fam, _verilog(blk)))
+    if jobs:
+        print(f"synthesising {len(jobs)} block/family pairs ...", file=sys.stderr, flush=True)
+        with ProcessPoolExecutor(workers) as pool:
+            for key, fam, res in pool.map(_synth_job, jobs):
+                cache.setdefault(key, {})[fam] = res
+                OUT.mkdir(exist_ok=True)
+                CACHE.write_text(json.dumps(cache, indent=1))
+    return cache
+
+
+def fit(configs, cache) -> dict:
+    families = {}
+    for fam in FAMILIES:
+        rows = []
+        for cfg in configs:
+            if cfg["held_out"]:
+                continue
+            params = _params(cfg)
+            x = rm.block_features(cfg["kind"], fam, **params)
+            rows.append((cfg["kind"], x, cache[_key(cfg)][fam]))
+        consts = sorted({f"const_{k}" for k, _, _ in rows})
+        coefs = {}
+        for target, names in (("lut", LUT_FEATURES), ("ff", FF_FEATURES)):
+            names = names + consts
+            a = np.array([[x.f.get(n, 0.0) for n in names] for _, x, _ in rows])
+            y = np.array([s[target] - (2 * x.dist if target == "lut" and fam == "ecp5" else 0)
+                          for _, x, s in rows], dtype=float)
+            wgt = 1.0 / np.maximum(np.array([s[target] for _, _, s in rows], float), 1.0)
+            sol, _ = nnls(a * wgt[:, None], y * wgt)
+            coefs[target] = {n: round(float(v), 5) for n, v in zip(names, sol) if v > 0}
+        families[fam] = coefs
+    return families
+
+
+def _err(est, ref):
+    return 0.0 if est == ref == 0 else 100.0 * (est - ref) / max(ref, 1)
+
+
+def table(configs, cache, model) -> dict:
+    print(f"{'kind':<12} {'set':<5} {'family':<6} {'configuration':<58} "
+          f"{'LUT est/syn':>12} {'err%':>6} {'FF est/syn':>11} {'err%':>6} "
+          f"{'DSP':>5} {'BRAM':>5}")
+    errs = {}
+    for cfg in configs:
+        for fam in FAMILIES:
+            params = _params(cfg)
+            est = rm.estimate_block(cfg["kind"], fam, model=model, **params)
+            syn = cache[_key(cfg)][fam]
+            el, ef = _err(est.lut, syn["lut"]), _err(est.ff, syn["ff"])
+            part = "held" if cfg["held_out"] else "fit"
+            errs.setdefault(f"{fam}/{part}", []).append((abs(el), abs(ef),
+                                                         est.dsp == syn["dsp"],
+                                                         est.bram == syn["bram"]))
+            desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("kind", "held_out"))
+            print(f"{cfg['kind']:<12} {part:<5} {fam:<6} {desc[:58]:<58} "
+                  f"{est.lut:>5}/{syn['lut']:<6} {el:>6.1f} {est.ff:>4}/{syn['ff']:<6} {ef:>6.1f} "
+                  f"{est.dsp:>2}/{syn['dsp']:<2} {est.bram:>2}/{syn['bram']:<2}")
+    summary = {}
+    for k, v in sorted(errs.items()):
+        a = np.array(v, dtype=float)
+        summary[k] = {"n": len(v), "lut_mean_abs_err_pct": round(float(a[:, 0].mean()), 1),
+                      "lut_max_abs_err_pct": round(float(a[:, 0].max()), 1),
+                      "ff_mean_abs_err_pct": round(float(a[:, 1].mean()), 1),
+                      "ff_max_abs_err_pct": round(float(a[:, 1].max()), 1),
+                      "dsp_exact": int(a[:, 2].sum()), "bram_exact": int(a[:, 3].sum())}
+        print(f"{k:<12} {summary[k]}")
+    return summary
+
+
+def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict) -> list:
+    """Whole accelerators of a trained run: estimate vs synthesis at each folding."""
+    from exitgate.compiler.codegen import Accelerator, emit_verilog
+    from exitgate.compiler.graph import Fold, lower
+    from exitgate.quant.ir import load_ir
+    ir, weights = load_ir(run_dir)
+    graph = lower(ir, weights)
+    rows = []
+    jobs = []
+    for name, folds in fold_sets.items():
+        g = graph.with_folds({k: Fold(*v) for k, v in folds.items()})
+        key = f"design:{run_dir.name}:{name}:{json.dumps(folds, sort_keys=True)}"
+        for fam in FAMILIES:
+            if fam not in cache.get(key, {}):
+                text = emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1),
+                                                buffer_depth=4), name="top")
+                jobs.append((key, fam, text))
+        rows.append((name, key, g))
+    if jobs:
+        print(f"synthesising {len(jobs)} designs ...", file=sys.stderr, flush=True)
+        with ProcessPoolExecutor(2) as pool:
+            for key, fam, res in pool.map(_synth_job, jobs):
+                cache.setdefault(key, {})[fam] = res
+                CACHE.write_text(json.dumps(cache, indent=1))
+    out = []
+    print(f"\n{'design':<10} {'family':<6} {'folds':<44} {'LUT est/syn err%':>22} "
+          f"{'FF est/syn err%':>20} {'DSP':>7} {'BRAM':>7}")
+    for name, key, g in rows:
+        for fam in FAMILIES:
+            est = rm.estimate_design(g, weights, fam, buffer_depth=4)
+            syn = cache[key][fam]
+            e = {k: round(_err(getattr(est, k), syn[k]), 1) for k in ("lut", "ff", "dsp", "bram")}
+            folds = " ".join(f"{s.name}:{s.fold}" for s in g.stages if s.kind in ("conv",
+                                                                                   "linear"))
+            print(f"{name:<10} {fam:<6} {folds:<44} {est.lut:>6}/{syn['lut']:<6} {e['lut']:>6.1f}"
+                  f" {est.ff:>5}/{syn['ff']:<5} {e['ff']:>6.1f} {est.dsp:>3}/{syn['dsp']:<3} "
+                  f"{est.bram:>3}/{syn['bram']:<3}")
+            out.append({"design": name, "family": fam, "folds": folds, "estimate": est.as_dict(),
+                        "synth": syn, "err_pct": e})
+    return out
+
+
+DESIGN_FOLDS = {
+    "minimal": {},
+    "medium": {"s0": (2, 9), "s2": (1, 8), "s3": (2, 8), "s5": (1, 8)},
+    "wide": {"s0": (4, 9), "s2": (2, 8), "s3": (4, 8), "s5": (2, 8)},
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fit", action="store_true", help="refit and rewrite resource_model.json")
+    ap.add_argument("--design", type=Path, help="a trained run directory: check whole designs")
+    args = ap.parse_args(argv)
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    cache = synth_all(CONFIGS, cache)
+    model = rm.load_model() if rm.MODEL_PATH.exists() and not args.fit else None
+    if model is None:
+        model = {"how": (
+            "bench/resource_fit.py --fit: yosys (yowasp) plain synth_ice40 / synth_ecp5 of each "
+            "configuration's block (random weights in [-(2**(wb-1)-1), 2**(wb-1)-1], bias in "
+            "[-500, 500)); non-negative least squares on relative error of LUT and FF over the "
+            "non-held-out configurations, per family; LUT features and FF features from "
+            "exitgate.compiler.resources.block_features. DSP and BRAM are structural (not "
+            "fitted). xc7 is not fitted: extrapolated from ecp5 (see resources.py)."),
+            "lut_definition": {"ice40": "SB_LUT4", "ecp5": "LUT4 + 2*CCU2C + 2*TRELLIS_DPR16X4"},
+            "families": fit(CONFIGS, cache), "configs": CONFIGS}
+        model["errors"] = {}
+        rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
+        rm._load.cache_clear()
+    model["errors"] = table(CONFIGS, cache, model)
+    if args.design:
+        model["design_check"] = design_check(args.design, DESIGN_FOLDS, cache, model)
+    if args.fit or args.design:
+        rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""`exitgate compile RUN [--board NAME]`: IR -> folded early-exit accelerator and same-budget
+no-exit baseline -> RUN/hw/top.v, RUN/hw/baseline/top.v, RUN/hw/manifest.json.
+
+Passes, in order (printed with `--verbose`): lower, baseline, explore (early exit), explore
+(baseline), codegen, manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExitgateError
+from ..quant.ir import load_ir
+from ..quant.reference import cascade, exit_logits
+from ..runs import atomic_write, prepare_step, read_json, require_step, write_json
+from .codegen import Accelerator, emit_verilog
+from .dse import explore
+from .graph import HwGraph, baseline, lower
+from .perf import analytic_throughput, level_fractions, level_times, path_latency
+
+__all__ = ["run_compile", "exit_sequence", "format_fold_table", "FLOW"]
+
+FLOW = ("lower", "baseline", "explore early-exit", "explore baseline", "codegen", "manifest")
+ID_WIDTH = 8
+
+
+def exit_sequence(ir, weights, thresholds, dataset: str | None, rates=None,
+                  n: int = 1000) -> tuple[np.ndarray, str]:
+    """The exit index per sample that sizing assumes: the calibration (val) split's own sequence
+    when the dataset is known, else an i.i.d. sequence with the calibrated exit rates."""
+    if dataset:
+        from ..quant.datasets import load_dataset
+        try:
+            ds = load_dataset(dataset)
+            c = cascade(ir, exit_logits(ir, weights, ds.x_val), list(thresholds) + [1.0])
+            return c.exit.astype(int), f"{dataset} val split ({len(ds.y_val)} samples)"
+        except ExitgateError:
+            pass
+    if rates:
+        rng = np.random.default_rng(0)
+        return rng.choice(len(rates), size=n, p=np.asarray(rates) / sum(rates)), \
+            "i.i.d. with the calibrated exit rates"
+    return np.full(n, len(ir.exits) - 1), "no calibration: every sample to the final exit"
+
+
+def _stage_rows(graph: HwGraph, timings) -> list[dict]:
+    t = {x.name: x for x in timings}
+    rows = []
+    for s in graph.stages:
+        row = {"name": s.name, "kind": s.kind, "level": s.level, "in_shape": list(s.in_shape),
+               "out_shape": list(s.out_shape), "macs": s.macs, "cycles_per_sample": t[s.name].cycles,
+               "latency_cycles": t[s.name].latency, "exit": s.exit, "src": s.src}
+        if s.kind in ("conv", "linear"):
+            row["fold"] = {"pe": s.fold.pe, "simd": s.fold.simd, "out_lanes": s.fold.out_lanes}
+        rows.append(row)
+    return rows
+
+
+def format_fold_table(manifest: dict) -> str:
+    lines = [f"{'stage':<7}{'kind':<10}{'level':>5}{'in':>14}{'out':>14}{'PE':>4}{'SIMD':>6}"
+             f"{'lanes':>6}{'cycles':>9}  (baseline PE x SIMD)"]
+    base = {s["name"]: s for s in manifest["baseline"]["stages"]}
+    for s in manifest["stages"]:
+        f = s.get("fold", {})
+        b = base.get(s["name"], {}).get("fold")
+        bs = f"{b['pe']} x {b['simd']}" if b else "-"
+        lines.append(f"{s['name']:<7}{s['kind']:<10}{s['level']:>5}{str(tuple(s['in_shape'])):>14}"
+                     f"{str(tuple(s['out_shape'])):>14}{f.get('pe', ''):>4}{f.get('simd', ''):>6}"
+                     f"{f.get('out_lanes', ''):>6}{s['cycles_per_sample']:>9}  {bs}")
+    p = manifest["predicted"]
+    r, rb = manifest["resources"]["estimated"], manifest["resources"]["baseline_estimated"]
+    lines.append(f"predicted: {p['samples_per_cycle'] * 1e6:.1f} samples/Mcycle, baseline "
+                 f"{p['baseline_samples_per_cycle'] * 1e6:.1f}: speedup {p['speedup']:.2f}x "
+                 f"(ideal {p['ideal_speedup']:.2f}x)")
+    lines.append("resources (estimated): " + ", ".join(
+        f"{k.upper()} {r[k]} / baseline {rb[k]} / budget {manifest['budget'][k]}"
+        for k in ("lut", "ff", "dsp", "bram")))
+    return "\n".join(lines)
+
+
+def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = False,
+                buffer_depth: int = 16, log=print) -> dict:
+    from ..boards.profiles import get_board
+    from .resources import estimate_design
+
+    run = Path(run)
+    require_step(run, "train")
+    board = get_board(board_name)
+    prepare_step(run, "compile", force)
+    t0 = time.perf_counter()
+    ir, weights = load_ir(run)
+    calib = read_json(run / "calibration.json") if (run / "calibration.json").exists() else {}
+    thresholds = calib.get("thresholds", [1.0] * (len(ir.exits) - 1))
+    rates = [e["rate"] for e in calib.get("chosen", {}).get("exits", [])] or None
+    seq, seq_source = exit_sequence(ir, weights, thresholds, ir.meta.get("dataset"), rates)
+
+    graph = lower(ir, weights)
+    base_graph = baseline(graph)
+    budget = {k: getattr(board.budget, k) for k in ("lut", "ff", "dsp", "bram")}
+    cap = board.budget.cap
+    family = board.family
+
+    def est(g):
+        return estimate_design(g, weights, family, buffer_depth=buffer_depth).as_dict()
+
+    try:
+        ee = explore(graph, weights, seq, budget, est, cap=cap, depth=buffer_depth)
+        bl = explore(base_graph, weights, np.zeros(len(seq), dtype=int), budget, est, cap=cap,
+                     depth=buffer_depth)
+    except ValueError as e:
+        raise ExitgateError(f"the design does not fit {board.name}: {e}; try a larger board "
+                            f"(`--board ulx3s-85f`) or a smaller model") from None
+    regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
+    hw = run / "hw"
+    acc = Accelerator(ee.graph, weights, regs, buffer_depth=buffer_depth, id_width=ID_WIDTH)
+    base_acc = Accelerator(bl.graph, weights, [], buffer_depth=buffer_depth, id_width=ID_WIDTH)
+    atomic_write(hw / "top.v", emit_verilog(acc))
+    atomic_write(hw / "baseline" / "top.v", emit_verilog(base_acc))
+
+    fr = [float((seq >= k).mean()) for k in range(len(ir.exits))]
+    costs = calib.get("exit_macs")
+    work = sum(float((seq == k).mean()) * costs[k] for k in range(len(ir.exits))) / costs[-1] \
+        if costs else 1.0
+    spc, bspc = ee.samples_per_cycle, bl.samples_per_cycle
+    manifest = {
+        "board": board.name, "family": family, "device": board.device,
+        "clock_mhz": board.clock_mhz,
+        "budget": budget, "utilisation_cap": cap,
+        "flow": list(FLOW),
+        "id_width": ID_WIDTH, "buffer_depth": buffer_depth,
+        "thresholds": {"values": thresholds, "registers": regs},
+        "sizing": {"exit_sequence": seq_source, "level_fractions": fr,
+                   "stopped": {"early_exit": ee.limited_by, "baseline": bl.limited_by}},
+        "stages": _stage_rows(ee.graph, ee.timings),
+        "predicted": {
+            "samples_per_cycle": spc,
+            "baseline_samples_per_cycle": bspc,
+            "speedup": spc / bspc,
+            "ideal_speedup": 1.0 / work,
+            "analytic_samples_per_cycle": analytic_throughput(
+                level_times(ee.timings, len(ir.exits)), fr),
+            "exits": [{"index": k, "latency_cycles": path_latency(ee.graph, ee.timings, k)}
+                      for k in range(len(ir.exits))],
+            "baseline_latency_cycles": path_latency(bl.graph, bl.timings, 0),
+        },
+        "resources": {"estimated": ee.resources, "baseline_estimated": bl.resources},
+        "baseline": {"stages": _stage_rows(bl.graph, bl.timings)},
+        "interface": {
+            "toplevel": "exitgate_top", "clock": "clk", "reset": "rst (synchronous, active high)",
+            "stream_protocol": "valid/ready: a beat moves on a rising clock edge where both are "
+                               "high; the producer holds payload and valid until accepted",
+            "pixels": {"ports": ["pixels__payload", "pixels__valid", "pixels__ready"],
+                       "payload": f"[0 +: {ir.input.bits}] pixel, [{ir.input.bits}] first, "
+                                  f"[{ir.input.bits + 1}] last; raster order, one pixel a beat",
+                       "pixels_per_sample": int(np.prod(ir.input.shape))},
+            "results": {"ports": ["results__payload", "results__valid", "results__ready"],
+                        "payload": "{id, exit, cls, confidence} LSB first (see "
+                                   "exitgate.hw.interface.result_layout)",
+                        "order": "completion order; match by id (sample number mod 2**id_width)"},
+            "ctrl": {"port": "ctrl", "payload": "{we, exit, threshold, mode} LSB first",
+                     "threshold_format": f"t = round(T * 2**{ir.exits[0].decision.threshold_bits})"
+                                         ", 1..2**B; exit iff t * S <= 2**(E+B)",
+                     "modes": {"0": "threshold test", "1": "never exit", "2": "always exit"},
+                     "final_exit": "writes to the final exit are ignored"},
+        },
+        "seconds": time.perf_counter() - t0,
+    }
+    write_json(hw / "manifest.json", manifest)
+    return manifest
+
+
+def load_design(run: Path, which: str = "early_exit", taps: bool = False):
+    """Rebuild the Accelerator that `exitgate compile` emitted, from RUN/hw/manifest.json
+    (``taps=True``: the same design plus observation ports on the logits, for simulation)."""
+    from .graph import Fold
+
+    run = Path(run)
+    require_step(run, "compile")
+    m = read_json(run / "hw" / "manifest.json")
+    ir, weights = load_ir(run)
+    graph = lower(ir, weights)
+    rows = m["stages"]
+    regs = m["thresholds"]["registers"]
+    if which == "baseline":
+        graph, rows, regs = baseline(graph), m["baseline"]["stages"], []
+    folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
+    return Accelerator(graph.with_folds(folds), weights, regs, buffer_depth=m["buffer_depth"],
+                       id_width=m["id_width"], taps=taps), m
+
+
+def run_build(run: Path, board_name: str | None = None, *, force: bool = False, log=print) -> dict:
+    """`exitgate build`: both designs in the UART harness through the open toolchain."""
+    from ..boards.build import build
+    from ..boards.profiles import get_board
+
+    run = Path(run)
+    require_step(run, "compile")
+    m = read_json(run / "hw" / "manifest.json")
+    board = get_board(board_name or m["board"])
+    if board.name != m["board"]:
+        raise ExitgateError(f"{run}/hw was compiled for {m['board']}, not {board.name}: run "
+                            f"`exitgate compile {run} --board {board.name} --force` first")
+    prepare_step(run, "build", force)
+    out = {"board": board.name, "family": board.family, "device": board.device}
+    pixels = m["interface"]["pixels"]["pixels_per_sample"]
+    for which, key in (("early_exit", "synthesised"), ("baseline", "baseline_synthesised")):
+        acc, _ = load_design(run, which)
+        log(f"build {which} for {board.name} ...")
+        n = len(m["predicted"]["exits"]) if which == "early_exit" else 1
+        regs = m["thresholds"]["registers"] if which == "early_exit" else []
+        r = build(acc, board, run / "build" / which, name="top", pixels_per_sample=pixels,
+                  exits=n, thresholds=regs + [1 << 16], modes=[0] * (n - 1) + [2])
+        out.setdefault("resources", {})[key] = r.get("resources")
+        out[which] = r
+    ee = out["early_exit"]
+    out["status"] = ee["status"]
+    out["fmax_mhz"] = ee.get("fmax_mhz")
+    out["baseline_fmax_mhz"] = out["baseline"].get("fmax_mhz")
+    out["clock_mhz"] = board.clock_mhz
+    write_json(run / "build" / "build.json", out)
+    return out

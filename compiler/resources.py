@@ -1,0 +1,451 @@
+"""Resource estimates (LUT, FF, DSP, BRAM) per block, per stage and per accelerator, per family.
+
+The estimate of a block is exact where the structure decides it and fitted where the tools do:
+
+* **BRAM and memory mapping** emulate yosys ``memory_libmap``: every `Memory` goes to the cheapest
+  of block RAM (cost 64 per SB_RAM40_4K on iCE40, 128 per DP16KD on ECP5, in the geometries the
+  primitive offers), distributed RAM (ECP5 only, RAMs only: TRELLIS_DPR16X4 16x4, cost 4 each)
+  or soft logic (cost 1 per RAM bit, 1/16 per ROM bit). That gives BRAM exactly and tells the
+  fitted part which bits land in LUTs or FFs.
+* **DSP** counts the multipliers the tool maps: iCE40 none (the amaranth platform runs plain
+  ``synth_ice40``, without ``-dsp``: every multiplier is built from LUTs, so the 8 SB_MAC16 of an
+  UP5K never limit a design); ECP5 every ``$mul`` with both operands >= 2 bits (``synth_ecp5``
+  maps them all to MULT18X18D): PE*SIMD products per MVU, the decision unit's ``t * S``, and the
+  constant multiplies ``x * K`` (K not a power of two) of the address arithmetic.
+* **LUT and FF** are linear in a few structural *features* of the block (`block_features`):
+  register bits, soft multiplier bit-products, adder bits, ROM bits in logic, register-bank
+  mux bits, ... with per-family coefficients fitted to yosys synthesis by `bench/resource_fit.py`
+  and stored in ``resource_model.json`` (configurations, fit and held-out errors included).
+* **xc7** has no open synthesis here: its estimate is an analytic extrapolation from the ECP5
+  model (not fitted): LUT6 = 0.7 x LUT4 (a LUT6 absorbs about 1.4 LUT4s), FF as ECP5, one
+  DSP48E1 per multiplier, RAMB36E1 from the 36-kbit geometries (72x512 .. 1x32768).
+
+    estimate_block("conv", "ice40", shape=(8, 8, 8), cout=16, pe=4, simd=8, ...)
+    estimate_stage(stage, "ecp5", weights=w, in_lanes=1, in_bits=8, in_signed=False)
+    estimate_design(graph, weights, "ice40", buffer_depth=4)   # a whole `Accelerator`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..hw.mvu import accumulator_width
+from ..numerics import DecisionSpec
+from .graph import HwGraph, Stage
+
+__all__ = ["FAMILIES", "KINDS", "Resources", "MemoryMap", "map_memory", "block_features",
+           "estimate_block", "estimate_stage", "estimate_design", "design_blocks", "load_model"]
+
+FAMILIES = ("ice40", "ecp5", "xc7")
+KINDS = ("conv", "linear", "pool", "decision", "cond_buffer", "fork", "id_fifo", "merge",
+         "router", "tagger", "id_counter")
+MODEL_PATH = Path(__file__).with_name("resource_model.json")
+XC7_LUT_PER_LUT4 = 0.7
+
+
+@dataclass(frozen=True)
+class Resources:
+    lut: int = 0
+    ff: int = 0
+    dsp: int = 0
+    bram: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(self.lut + other.lut, self.ff + other.ff, self.dsp + other.dsp,
+                         self.bram + other.bram)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram": self.bram}
+
+    def fits(self, usable: dict) -> bool:
+        """Within ``usable`` (e.g. `exitgate.boards.profiles.Budget.usable()`)."""
+        return all(getattr(self, k) <= usable[k] for k in ("lut", "ff", "dsp", "bram"))
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown FPGA family {family!r}: use one of {', '.join(FAMILIES)}")
+
+
+def _rw(n: int) -> int:
+    """Width of ``Signal(range(n))``."""
+    return max(0, (n - 1).bit_length())
+
+
+# --- memories ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Where yosys puts one memory: ``kind`` "bram" | "dist" | "logic", and how many cells."""
+    kind: str
+    bram: int = 0
+    dist: int = 0
+    bits: int = 0
+
+
+_BRAM_GEOMETRY = {  # family -> (cost per tile, [(width, depth)], ROM-only extra geometries)
+    "ice40": (64, [(2, 2048), (4, 1024), (8, 512), (16, 256)], []),
+    "ecp5": (128, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024)], [(36, 512)]),
+    "xc7": (128, [(1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024)],
+            [(72, 512)]),
+}
+
+
+def bram_tiles(depth: int, width: int, family: str, *, simple_dual: bool = True) -> int:
+    """Block-RAM primitives for a depth x width memory in the family's best geometry."""
+    _check_family(family)
+    _, geoms, extra = _BRAM_GEOMETRY[family]
+    geoms = geoms + (extra if simple_dual else [])
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in geoms)
+
+
+def map_memory(depth: int, width: int, family: str, *, rom: bool,
+               sync_read: bool = True) -> MemoryMap:
+    """The yosys ``memory_libmap`` choice for one memory (see module docstring); block RAM
+    needs a synchronous read port."""
+    _check_family(family)
+    bits = depth * width
+    if depth <= 1 or width == 0:
+        return MemoryMap("logic", bits=bits)
+    cost, _, _ = _BRAM_GEOMETRY[family]
+    tiles = bram_tiles(depth, width, family)
+    options = [(bits / 16 if rom else bits, MemoryMap("logic", bits=bits))]
+    if sync_read:
+        options.append((cost * tiles, MemoryMap("bram", bram=tiles, bits=bits)))
+    if family in ("ecp5", "xc7") and not rom:
+        cells = math.ceil(depth / 16) * math.ceil(width / 4)
+        options.append((4 * cells, MemoryMap("dist", dist=cells, bits=bits)))
+    return min(options, key=lambda o: o[0])[1]
+
+
+def _const_mul(var_range: int, const: int) -> int:
+    """1 if ``Signal(range(var_range)) * const`` stays a ``$mul`` of operands >= 2 bits."""
+    return int(_rw(var_range) >= 2 and const >= 2 and const & (const - 1) != 0)
+
+
+# --- features ---------------------------------------------------------------------------------
+
+class _Features:
+    """Accumulates the features of a block: LUT/FF features, exact DSP products and BRAM."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.f: dict[str, float] = {}
+        self.mults = 0          # hardware multipliers (operands >= 2 bits)
+        self.bram = 0
+        self.dist = 0
+
+    def add(self, name: str, value: float) -> None:
+        self.f[name] = self.f.get(name, 0.0) + float(value)
+
+    def memory(self, depth: int, width: int, *, rom: bool, read_reg: bool = True,
+               transparent: bool = False) -> MemoryMap:
+        """One memory; ``read_reg=False``: an asynchronous (comb) read port, which block RAM
+        cannot serve."""
+        mm = map_memory(depth, width, self.family, rom=rom, sync_read=read_reg or transparent)
+        if mm.kind == "bram":
+            self.bram += mm.bram
+            if not rom:       # read-data / enable registers yosys keeps beside a RAM port
+                self.add("bram_port_bits", width)
+            if transparent:    # write-to-read bypass: data and address-compare registers
+                self.add("regs", width + _rw(depth) + 1)
+                self.add("mux_bits", width)
+        elif mm.kind == "dist":
+            self.dist += mm.dist
+            self.add("dist_cells", mm.dist)
+            self.add("dist_read_bits", width * math.ceil(depth / 16))
+            if read_reg:
+                self.add("regs", width)
+        elif rom:
+            self.add("rom_bits", mm.bits)
+            if read_reg:
+                self.add("regs", width)
+        else:
+            self.add("ram_bits", mm.bits)
+            self.add("regs", mm.bits + (width if read_reg else 0))
+        return mm
+
+    def multiply(self, a_bits: int, b_bits: int, count: int = 1) -> None:
+        """``count`` multipliers of a_bits x b_bits: DSP on ECP5/xc7, soft logic on iCE40."""
+        if a_bits < 2 or b_bits < 2:
+            self.add("mul_bits", count * a_bits * b_bits)
+            return
+        if self.family == "ice40":
+            self.add("mul_bits", count * a_bits * b_bits)
+        else:
+            span = 18 if self.family == "ecp5" else 25
+            self.mults += count * math.ceil(max(a_bits, b_bits) / span) \
+                * math.ceil(min(a_bits, b_bits) / 18)
+
+
+def _window_features(x: _Features, c, h, w, lanes, ib):
+    g = c // lanes
+    row = lanes * ib
+    x.memory(w * g, 2 * row, rom=False, transparent=True)
+    x.add("regs", 2 * (_rw(h + 1) + _rw(w + 1) + _rw(g)) + 1 + row + 6 * g * row + 9 * row + 3)
+    x.add("mux_bits", 9 * row)
+    x.mults += 2 * _const_mul(w + 1, g) if x.family != "ice40" else 0
+    x.add("counter_bits", _rw(h + 1) + _rw(w + 1) + _rw(g))
+
+
+def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes):
+    nf, sf = rows // pe, n // simd
+    x.memory(nf * sf, pe * simd * wb, rom=True)
+    x.memory(nf, pe * bias_w, rom=True)
+    x.multiply(wb, ib, pe * simd)
+    if x.family != "ice40":
+        x.mults += _const_mul(nf, sf)
+    x.add("add_bits", pe * simd * (wb + ib) + 2 * pe * acc_w)
+    x.add("requant_bits", pe * acc_w)
+    x.add("regs", _rw(nf) + _rw(sf) + 6 + simd * ib + 2 * pe * acc_w + 3 + pe * out_bits + 3)
+    x.add("counter_bits", _rw(nf) + _rw(sf))
+    if out_lanes < pe:
+        x.add("mux_bits", pe * out_bits)
+        x.add("regs", _rw(pe // out_lanes))
+
+
+def block_features(kind: str, family: str, **p) -> _Features:
+    """Features of one block (see `estimate_block` for each kind's parameters)."""
+    _check_family(family)
+    x = _Features(family)
+    x.add(f"const_{kind}", 1)
+    if kind == "conv":
+        c, h, w = p["shape"]
+        ib, wb, lanes, pe, simd = p["in_bits"], p["weight_bits"], p["in_lanes"], p["pe"], p["simd"]
+        g = c // lanes
+        _window_features(x, c, h, w, lanes, ib)
+        bank = 2 * g * 9 * lanes * ib
+        x.add("regs", bank + 9 + _rw(g) + _rw(p["cout"] // pe) + _rw(9 * c // simd) + simd * ib + 3)
+        x.add("bank_bits", bank)
+        _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
+                      p["out_bits"], p["out_lanes"])
+    elif kind == "linear":
+        c, h, w = p["shape"]
+        n = c * h * w
+        ib, wb, lanes, pe, simd = p["in_bits"], p["weight_bits"], p["in_lanes"], p["pe"], p["simd"]
+        sf = n // simd
+        x.memory(2 * sf, simd * ib, rom=False, read_reg=True)
+        x.add("regs", (simd // lanes - 1) * lanes * ib + 2 * (_rw(sf) + _rw(simd // lanes))
+              + _rw(p["cout"] // pe) + 12)
+        x.add("mux_bits", simd * ib)
+        x.add("counter_bits", 2 * _rw(sf) + _rw(p["cout"] // pe))
+        _mvu_features(x, p["cout"], n, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
+                      p["out_bits"], p["out_lanes"])
+    elif kind == "pool":
+        c, h, w = p["shape"]
+        lanes, bits = p["lanes"], p["bits"]
+        g = c // lanes
+        x.memory((w // 2) * g, lanes * bits, rom=False, transparent=True)
+        x.add("regs", 2 * (_rw(h) + _rw(w) + _rw(g)) + 1 + lanes * bits + g * lanes * bits
+              + lanes * bits + 3)
+        x.add("cmp_bits", 2 * lanes * bits)
+        x.add("mux_bits", g * lanes * bits + 2 * lanes * bits)
+        x.add("counter_bits", _rw(h) + _rw(w) + _rw(g))
+        if family != "ice40":
+            x.mults += 2 * _const_mul(w, g)
+    elif kind == "decision":
+        spec: DecisionSpec = p["spec"]
+        cl, wd, b, idw = spec.classes, p["logit_width"], spec.threshold_bits, p["id_width"]
+        sb = spec.sum_bits
+        x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
+        if not p.get("final", False):   # the final exit's mode is constant: no t * S
+            x.multiply(b + 1, sb)
+        x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 3 * (b + 1) + 2 * max(1, _rw(cl)) * 3
+              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 12)
+        x.add("mux_bits", cl * wd + 2 * sb)
+        x.add("cmp_bits", 2 * wd + 3 * sb)
+    elif kind == "cond_buffer":
+        width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
+        total = bps * depth
+        x.memory(total, width, rom=False, read_reg=True)
+        x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
+              + depth + 1)
+        x.add("counter_bits", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1))
+    elif kind == "fork":
+        x.add("regs", p["n"])
+        x.add("fork_bits", p["n"])
+    elif kind == "id_fifo":
+        width, depth = p["width"], p["depth"]
+        x.memory(depth - 1, width, rom=False, read_reg=True)
+        x.add("regs", 2 * _rw(depth - 1) + _rw(depth) + 2)
+        x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth))
+    elif kind == "merge":
+        n, width = p["n"], p["width"]
+        x.add("regs", width + _rw(n) + 1 + _rw(n))
+        x.add("mux_bits", n * width)
+        x.add("arbiter_terms", n * n)
+    elif kind == "router":
+        x.add("regs", 3)
+    elif kind == "tagger":
+        pass
+    elif kind == "id_counter":
+        x.add("regs", p["width"])
+        x.add("counter_bits", p["width"])
+    else:
+        raise ValueError(f"unknown block kind {kind!r}: use one of {', '.join(KINDS)}")
+    return x
+
+
+# --- the model --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_model(path: Path | None = None) -> dict:
+    """The fitted model (``resource_model.json``): {"families": {family: {"lut": {feature: c},
+    "ff": {...}}}, "configs": [...], "errors": {...}, "how": "..."}."""
+    return _load(str(path or MODEL_PATH))
+
+
+def _linear(coefs: dict, feats: dict) -> float:
+    return sum(coefs.get(name, 0.0) * value for name, value in feats.items())
+
+
+def estimate_block(kind: str, family: str, *, model: dict | None = None, **params) -> Resources:
+    """Resources of one block. Parameters per kind:
+
+    conv    shape (C, H, W), cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width,
+            bias_width, out_bits, out_lanes
+    linear  shape, cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width, bias_width,
+            out_bits (acc_width for logits), out_lanes
+    pool    shape, lanes, bits
+    decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
+            mode, its threshold multiplier is optimised away)
+    cond_buffer  width (payload bits), beats_per_sample, depth
+    fork n;  id_fifo width, depth;  merge n, width (result bits);  router;  tagger;
+    id_counter width
+    """
+    _check_family(family)
+    model = model or load_model()
+    fam = "ecp5" if family == "xc7" else family
+    x = block_features(kind, family, **params)
+    coefs = model["families"][fam]
+    lut = max(0.0, _linear(coefs["lut"], x.f)) + (2 * x.dist if fam == "ecp5" else 0)
+    ff = max(0.0, _linear(coefs["ff"], x.f))
+    if family == "xc7":
+        lut = (lut - 2 * x.dist) * XC7_LUT_PER_LUT4 + x.dist
+    return Resources(lut=round(lut), ff=round(ff), dsp=x.mults, bram=x.bram)
+
+
+# --- stages and designs -----------------------------------------------------------------------
+
+def _bias_width(bias) -> int:
+    from ..numerics import bits_for_range
+    b = np.asarray(bias, dtype=np.int64)
+    return bits_for_range(min(int(b.min()), -1), int(b.max()))
+
+
+def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: int,
+                  in_signed: bool) -> dict:
+    """`estimate_block` parameters of a conv/linear/pool stage."""
+    p, f = stage.params, stage.fold
+    if stage.kind == "pool":
+        return {"shape": tuple(stage.in_shape), "lanes": in_lanes, "bits": in_bits}
+    cout = stage.out_shape[0]
+    if weights is not None:
+        w = weights[p["weight"]]
+        b = weights[p["bias"]] if p.get("bias") else np.zeros(cout, np.int64)
+        acc_w, bias_w = accumulator_width(w, b, in_bits, in_signed), _bias_width(b)
+    else:   # worst case from the weight width; the bias as wide as the accumulator
+        n = int(np.prod(stage.in_shape)) * (9 if stage.kind == "conv" else 1)
+        acc_w = (n << (p["weight_bits"] - 1 + in_bits)).bit_length() + 1
+        bias_w = acc_w
+    logits = p.get("shift") is None
+    return {"shape": tuple(stage.in_shape), "cout": cout, "in_bits": in_bits,
+            "weight_bits": p["weight_bits"], "in_lanes": in_lanes, "pe": f.pe, "simd": f.simd,
+            "acc_width": acc_w, "bias_width": bias_w,
+            "out_bits": acc_w if logits else p["out_bits"],
+            "out_lanes": 1 if logits else p.get("out_lanes", 1)}
+
+
+def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in_lanes: int = 1,
+                   in_bits: int = 8, in_signed: bool = False) -> Resources:
+    """Resources of a conv / linear / pool stage at its fold. ``weights`` (the IR arrays) gives
+    the exact accumulator width; without them a worst case from ``weight_bits`` is used."""
+    _check_family(family)
+    if stage.kind not in ("conv", "linear", "pool"):
+        raise ValueError(f"estimate_stage: stage {stage.name} is a {stage.kind} stage; "
+                         "use estimate_design for decision units")
+    return estimate_block(stage.kind, family,
+                          **_stage_params(stage, weights, in_lanes, in_bits, in_signed))
+
+
+def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
+                  id_width: int = 8) -> list[tuple[str, str, dict]]:
+    """The blocks of ``Accelerator(graph, weights, ..., buffer_depth, id_width)`` as
+    (name, kind, `estimate_block` parameters), in the order `Accelerator.elaborate` makes them."""
+    out = []
+    fmt = {None: (1, graph.input_bits, False)}
+    acc = {}
+    for st in graph.stages:
+        if st.kind == "decision":
+            continue
+        lanes, bits, sgn = fmt[st.src]
+        params = _stage_params(st, weights, lanes, bits, sgn)
+        out.append((st.name, st.kind, params))
+        if st.kind == "pool":
+            fmt[st.name] = (lanes, bits, sgn)
+        elif st.params.get("shift") is None:
+            fmt[st.name] = (1, params["acc_width"], True)
+            acc[st.name] = params["acc_width"]
+        else:
+            fmt[st.name] = (params["out_lanes"], st.params["out_bits"], st.params["out_signed"])
+    for src in [None] + [s.name for s in graph.stages]:
+        if src is not None and graph.stage(src).kind == "decision":
+            continue
+        users = graph.consumers(src)
+        if len(users) > 1:
+            out.append((f"fork_{src}", "fork", {"n": len(users)}))
+    spec0 = None
+    for st in graph.stages:
+        if st.kind != "decision":
+            continue
+        spec = DecisionSpec.from_dict(st.params["decision"])
+        spec0 = spec0 or spec
+        out.append((f"decision{st.exit}", "decision",
+                    {"spec": spec, "logit_width": acc[st.src], "id_width": id_width,
+                     "final": st.exit == graph.exits - 1}))
+        out.append((f"tag{st.exit}", "tagger", {}))
+        out.append((f"router{st.exit}", "router", {}))
+        if st.exit == 0:
+            out.append(("ids0", "id_counter", {"width": id_width}))
+    for k in range(1, graph.exits):
+        out.append((f"idq{k}", "id_fifo", {"width": id_width, "depth": buffer_depth + 8}))
+    for st in graph.stages:
+        if st.kind == "decision" or st.src is None:
+            continue
+        src = graph.stage(st.src)
+        if st.level > src.level:
+            lanes, bits, _ = fmt[st.src]
+            c, h, w = src.out_shape if len(src.out_shape) == 3 else (src.out_shape[0], 1, 1)
+            out.append((f"cbuf{src.level}", "cond_buffer",
+                        {"width": lanes * bits + 2, "beats_per_sample": h * w * (c // lanes),
+                         "depth": buffer_depth}))
+    cls_w = max(1, (graph.classes - 1).bit_length())
+    out.append(("merge", "merge", {"n": graph.exits,
+                                   "width": id_width + cls_w + spec0.threshold_bits + 1}))
+    return out
+
+
+def estimate_design(graph: HwGraph, weights: dict, family: str, *, buffer_depth: int = 4,
+                    id_width: int = 8, per_block: dict | None = None) -> Resources:
+    """Resources of the whole `Accelerator` (the sum of its blocks, `design_blocks`). Pass a dict
+    as ``per_block`` to receive each block's estimate by name."""
+    _check_family(family)
+    model = load_model()
+    total = Resources()
+    for name, kind, params in design_blocks(graph, weights, buffer_depth=buffer_depth,
+                                            id_width=id_width):
+        r = estimate_block(kind, family, model=model, **params)
+        if per_block is not None:
+            per_block[name] = r
+        total = total + r
+    return total

@@ -1,0 +1,140 @@
+"""`exitgate sim RUN`: the compiled early-exit design and its baseline on the test split,
+scored sample by sample against the integer reference -> RUN/sim/results.json.
+
+The simulated Verilog is the compiled design regenerated with observation taps on the logits
+(`Accelerator(..., taps=True)`: the same logic plus output ports), written to RUN/sim/ beside
+the results, so logits are checked too. With ``--threshold T`` the threshold registers are
+written at run time (no rebuild) and the results go to RUN/sim/results-T<T>.json, leaving the
+calibrated results.json alone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExitgateError
+from ..numerics import MODE_NEVER, MODE_THRESHOLD
+from ..quant.ir import load_ir
+from ..runs import atomic_write, prepare_step, read_json, require_step, write_json
+from .scoreboard import expected_results
+from .tools import require_simulator
+
+__all__ = ["run_sim"]
+
+
+def _dataset(ir, spec):
+    from ..quant.datasets import load_dataset
+    spec = spec or ir.meta.get("dataset")
+    if not spec:
+        raise ExitgateError("the IR does not say which dataset it was trained on: pass "
+                            "--dataset (digits, mnist:DIR, ...)")
+    return load_dataset(spec)
+
+
+def run_sim(run: Path, *, simulator: str = "verilator", limit: int | None = None,
+            threshold: float | None = None, dataset: str | None = None, waves: bool = False,
+            backpressure: bool = False, force: bool = False, log=print) -> tuple[dict, Path]:
+    from ..compiler.codegen import emit_verilog
+    from ..compiler.flow import load_design
+    from .system import simulate
+
+    run = Path(run)
+    require_step(run, "compile")
+    require_simulator(simulator)
+    if threshold is not None and not (isinstance(threshold, float) and 0.0 < threshold <= 1.0):
+        raise ExitgateError(f"--threshold must be in (0, 1], got {threshold!r}")
+    if limit is not None and limit < 1:
+        raise ExitgateError(f"--limit must be a positive number of samples, got {limit}")
+    out_path = run / "sim" / ("results.json" if threshold is None else f"results-T{threshold:g}.json")
+    if out_path.exists() and not force:
+        raise ExitgateError(f"{out_path} exists: use --force to replace it")
+    if threshold is None:
+        prepare_step(run, "sim", force)
+    ir, weights = load_ir(run)
+    m = read_json(run / "hw" / "manifest.json")
+    ds = _dataset(ir, dataset)
+    x, y = ds.x_test, ds.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    n_exits = len(ir.exits)
+    calibrated = m["thresholds"]["values"]
+    thresholds = calibrated if threshold is None else [threshold] * (n_exits - 1)
+    writes = None if threshold is None else [
+        (k, ir.exits[k].decision.threshold_register(threshold), MODE_THRESHOLD)
+        for k in range(n_exits - 1)]
+    simdir = run / "sim"
+    build = simdir / "build"
+    t0 = time.perf_counter()
+    results = {}
+    for which in ("early_exit", "baseline"):
+        acc, _ = load_design(run, which, taps=True)
+        vpath = simdir / ("top_taps.v" if which == "early_exit" else "baseline_top_taps.v")
+        if not vpath.exists():
+            atomic_write(vpath, emit_verilog(acc))
+        if which == "early_exit":
+            exp = expected_results(ir, weights, x, thresholds)
+            kw = {"thresholds_writes": writes}
+        else:
+            exp = expected_results(ir, weights, x, [1.0] * (n_exits - 1),
+                                   modes=[MODE_NEVER] * (n_exits - 1) + [MODE_THRESHOLD])
+            kw = {"exit_index": [n_exits - 1]}
+        log(f"simulate {which} on {simulator}: {len(x)} samples ...")
+        results[which] = simulate(vpath, "exitgate_top", x, exp, simulator=simulator,
+                                  build_dir=build, backpressure=backpressure, waves=waves,
+                                  labels=y, **kw)
+    r, b = results["early_exit"], results["baseline"]
+    costs = read_json(run / "calibration.json").get("exit_macs") \
+        if (run / "calibration.json").exists() else None
+    rates = [e["rate"] for e in r["exits"]]
+    work = (sum(rt * c for rt, c in zip(rates, costs)) / costs[-1]) if costs else None
+    tp = r["throughput"]
+    tp["baseline_samples_per_cycle"] = b["throughput"]["samples_per_cycle"]
+    tp["speedup"] = tp["samples_per_cycle"] / tp["baseline_samples_per_cycle"]
+    tp["ideal_speedup"] = (1.0 / work) if work else None
+    pred = m["predicted"]
+    r["predicted"] = {
+        "samples_per_cycle": pred["samples_per_cycle"],
+        "baseline_samples_per_cycle": pred["baseline_samples_per_cycle"],
+        "throughput_error": tp["samples_per_cycle"] / pred["samples_per_cycle"] - 1,
+        "baseline_throughput_error": tp["baseline_samples_per_cycle"]
+        / pred["baseline_samples_per_cycle"] - 1,
+        "exits": [{"index": e["index"], "latency_cycles": e["latency_cycles"]}
+                  for e in pred["exits"]],
+    }
+    r["thresholds"] = thresholds
+    r["dataset"] = ds.name
+    r["baseline"] = {k: b[k] for k in ("samples", "accuracy", "agreement", "exits", "throughput",
+                                       "cycles", "wall", "errors")}
+    r["seconds"] = time.perf_counter() - t0
+    write_json(out_path, r)
+    return r, out_path
+
+
+def format_sim_table(r: dict) -> str:
+    lines = [f"{'exit':>4} {'rate %':>7} {'acc %':>7} {'latency min/mean/max (cycles)':>32} "
+             f"{'predicted':>10}"]
+    pred = {e["index"]: e["latency_cycles"] for e in r["predicted"]["exits"]}
+    for e in r["exits"]:
+        lat = e.get("latency_cycles") or {}
+        acc = "-" if e.get("accuracy") is None else f"{100 * e['accuracy']:.2f}"
+        span = (f"{lat.get('min', '-')}/{lat.get('mean', 0):.0f}/{lat.get('max', '-')}"
+                if lat else "-")
+        lines.append(f"{e['index']:>4} {100 * e['rate']:>7.2f} {acc:>7} {span:>32} "
+                     f"{pred.get(e['index'], '-'):>10}")
+    g, t = r["agreement"], r["throughput"]
+    lines.append(f"RTL accuracy {100 * r['accuracy']['rtl']:.2f}% on {r['samples']} samples; "
+                 f"mismatches vs reference: class {g['class_mismatches']}, exit "
+                 f"{g['exit_mismatches']}, logits {g['logit_mismatches']}")
+    lines.append(f"throughput {t['samples_per_cycle'] * 1e3:.3f} samples/kcycle (predicted "
+                 f"{r['predicted']['samples_per_cycle'] * 1e3:.3f}), baseline "
+                 f"{t['baseline_samples_per_cycle'] * 1e3:.3f} (predicted "
+                 f"{r['predicted']['baseline_samples_per_cycle'] * 1e3:.3f}): speedup "
+                 f"{t['speedup']:.2f}x" + (f" (ideal {t['ideal_speedup']:.2f}x)"
+                                           if t.get("ideal_speedup") else ""))
+    w = r["wall"]
+    lines.append(f"simulated {r['cycles']['total']} cycles at {w['cycles_per_s'] / 1e3:.1f} "
+                 f"kcycles/s; wall {r['seconds']:.1f} s for both designs")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Resource estimates: structure (monotone in PE*SIMD, BRAM geometry, DSP mapping), the fitted
+model's file, errors on bad input, and one small block against a real yosys synthesis."""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from exitgate.compiler import resources as rm
+from exitgate.compiler.resources import (FAMILIES, KINDS, Resources, bram_tiles, estimate_block,
+                                         load_model, map_memory)
+
+
+def _conv(pe, simd, **kw):
+    p = dict(shape=(8, 8, 8), cout=16, in_bits=8, weight_bits=4, in_lanes=1, pe=pe, simd=simd,
+             acc_width=18, bias_width=10, out_bits=8, out_lanes=1)
+    p.update(kw)
+    return p
+
+
+def _linear(pe, simd):
+    return dict(shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=4, in_lanes=4, pe=pe,
+                simd=simd, acc_width=18, bias_width=10, out_bits=8, out_lanes=1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_conv_and_linear_grow_with_pe_times_simd(family):
+    for kind, make, folds in (("conv", _conv, [(1, 1), (1, 8), (2, 8), (4, 8), (8, 8)]),
+                              ("linear", _linear, [(1, 4), (2, 4), (2, 8), (4, 16)])):
+        ests = [estimate_block(kind, family, **make(pe, simd)) for pe, simd in folds]
+        luts = [e.lut for e in ests]
+        assert luts == sorted(luts), (kind, family, luts)
+        if family != "ice40":
+            dsps = [e.dsp for e in ests]
+            assert dsps == sorted(dsps) and dsps[-1] >= folds[-1][0] * folds[-1][1]
+
+
+def test_ice40_maps_no_multiplier_to_dsp():
+    """amaranth's iCE40 flow runs synth_ice40 without -dsp: multipliers are LUTs."""
+    small = estimate_block("conv", "ice40", **_conv(1, 1))
+    big = estimate_block("conv", "ice40", **_conv(8, 8))
+    assert small.dsp == big.dsp == 0
+    assert big.lut > small.lut + 64 * 20   # 64 soft 8x4 multipliers
+
+
+def test_ecp5_counts_one_dsp_per_product():
+    r = estimate_block("conv", "ecp5", **_conv(4, 8))
+    assert r.dsp >= 32
+
+
+@pytest.mark.parametrize("family,depth,width,tiles", [
+    ("ice40", 256, 16, 1), ("ice40", 512, 8, 1), ("ice40", 512, 16, 2), ("ice40", 2048, 2, 1),
+    ("ice40", 2048, 4, 2), ("ice40", 100, 64, 4),
+    ("ecp5", 1024, 18, 1), ("ecp5", 2048, 9, 1), ("ecp5", 2048, 18, 2), ("ecp5", 512, 36, 1),
+    ("ecp5", 16384, 1, 1), ("ecp5", 100, 72, 2),
+])
+def test_bram_tiles_follow_the_primitive_geometry(family, depth, width, tiles):
+    assert bram_tiles(depth, width, family) == tiles
+
+
+def test_memory_mapping_follows_yosys_costs():
+    # iCE40: a RAM of more than 64 bits costs more in FFs than one SB_RAM40_4K (cost 64)
+    assert map_memory(8, 16, "ice40", rom=False).kind == "bram"
+    assert map_memory(4, 8, "ice40", rom=False).kind == "logic"
+    # ROM bits cost 1/16 in logic: 72 x 4 stays in LUTs, 144 x 8 goes to BRAM
+    assert map_memory(72, 4, "ice40", rom=True).kind == "logic"
+    assert map_memory(144, 8, "ice40", rom=True).bram == 1
+    # ECP5: small RAMs go to distributed RAM (16x4 cells), never ROMs
+    assert map_memory(8, 16, "ecp5", rom=False) == rm.MemoryMap("dist", dist=4, bits=128)
+    assert map_memory(72, 4, "ecp5", rom=True).kind == "logic"
+    # an asynchronous read port cannot use block RAM
+    assert map_memory(256, 13, "ice40", rom=True, sync_read=False).kind == "logic"
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown FPGA family 'gowin': use one of "
+                                         r"ice40, ecp5, xc7"):
+        estimate_block("conv", "gowin", **_conv(1, 1))
+    with pytest.raises(ValueError, match=r"unknown block kind 'fft'"):
+        estimate_block("fft", "ice40")
+
+
+def test_model_file_has_every_fitted_kind_and_family():
+    model = load_model()
+    assert set(model["families"]) == {"ice40", "ecp5"}
+    fitted = {c["kind"] for c in model["configs"]}
+    assert fitted == set(KINDS) - {"router", "tagger", "id_counter"}   # analytic, tiny
+    for fam in ("ice40", "ecp5"):
+        assert model["families"][fam]["ff"]["regs"] > 0.5
+        assert model["errors"][f"{fam}/fit"]["n"] > 0 and model["errors"][f"{fam}/held"]["n"] > 0
+    assert "how" in model
+
+
+def test_resources_add_and_fit_a_budget():
+    total = Resources(10, 20, 1, 2) + Resources(1, 2, 3, 4)
+    assert total == Resources(11, 22, 4, 6)
+    assert total.fits({"lut": 11, "ff": 22, "dsp": 4, "bram": 6})
+    assert not total.fits({"lut": 11, "ff": 22, "dsp": 3, "bram": 6})
+
+
+def test_small_block_matches_yowasp_synthesis():
+    """A max-pool block, estimated vs synth_ice40: within 15 % (LUT, FF), BRAM exact."""
+    from exitgate.boards.synth import synthesise
+    from exitgate.hw.pool import MaxPool2x2
+    shape, lanes, bits = (8, 6, 6), 2, 8
+    syn = synthesise(verilog.convert(MaxPool2x2(shape, lanes=lanes, width=bits), name="top"),
+                     "ice40")
+    est = estimate_block("pool", "ice40", shape=shape, lanes=lanes, bits=bits)
+    assert est.bram == syn["bram"] and est.dsp == syn["dsp"] == 0
+    assert abs(est.lut - syn["lut"]) <= 0.15 * syn["lut"], (est, syn)
+    assert abs(est.ff - syn["ff"]) <= 0.15 * syn["ff"], (est, syn)

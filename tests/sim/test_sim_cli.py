@@ -1,0 +1,42 @@
+"""`exitgate sim` on a compiled digits run: zero mismatches against the reference, measured
+throughput close to the compiler's prediction, runtime thresholds without rebuilding, bad input."""
+
+import json
+
+from exitgate.cli import main
+
+
+def test_sim_matches_reference_and_prediction(compiled_run, capsys):
+    assert main(["sim", str(compiled_run), "--limit", "60"]) == 0
+    r = json.loads((compiled_run / "sim" / "results.json").read_text())
+    g = r["agreement"]
+    assert r["samples"] == 60 and g["samples"] == 60
+    assert g["class_mismatches"] == g["exit_mismatches"] == g["logit_mismatches"] == 0
+    assert r["baseline"]["agreement"]["class_mismatches"] == 0
+    t = r["throughput"]
+    assert t["samples_per_cycle"] > t["baseline_samples_per_cycle"] > 0
+    assert abs(t["baseline_samples_per_cycle"] / r["predicted"]["baseline_samples_per_cycle"]
+               - 1) < 0.05
+    assert len(r["per_sample"]) == 60
+    assert {e["index"] for e in r["exits"]} == {0, 1}
+    out = capsys.readouterr().out
+    assert "mismatches vs reference: class 0, exit 0, logits 0" in out
+
+
+def test_threshold_sweep_keeps_calibrated_results(compiled_run, capsys):
+    before = (compiled_run / "sim" / "results.json").read_bytes() \
+        if (compiled_run / "sim" / "results.json").exists() else None
+    assert main(["sim", str(compiled_run), "--limit", "30", "--threshold", "0.99"]) == 0
+    r = json.loads((compiled_run / "sim" / "results-T0.99.json").read_text())
+    assert r["thresholds"] == [0.99] and r["agreement"]["exit_mismatches"] == 0
+    if before is not None:
+        assert (compiled_run / "sim" / "results.json").read_bytes() == before
+    assert main(["sim", str(compiled_run), "--limit", "30", "--threshold", "0.99"]) == 1
+    assert "exists: use --force" in capsys.readouterr().err
+
+
+def test_bad_threshold_and_missing_compile(compiled_run, trained_run, capsys):
+    assert main(["sim", str(compiled_run), "--threshold", "1.5"]) == 1
+    assert "--threshold must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert main(["sim", str(trained_run[0])]) == 1
+    assert "hw/manifest.json is missing: run `exitgate compile" in capsys.readouterr().err
