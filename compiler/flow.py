@@ -143,9 +143,9 @@ def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = Fals
             "ideal_speedup": 1.0 / work,
             "analytic_samples_per_cycle": analytic_throughput(
                 level_times(ee.timings, len(ir.exits)), fr),
-            "exits": [{"index": k, "latency_cycles": path_latency(ee.graph, ee.timings, k)}
+            "exits": [{"index": k, "latency_cycles": path_latency(ee.graph, weights, k)}
                       for k in range(len(ir.exits))],
-            "baseline_latency_cycles": path_latency(bl.graph, bl.timings, 0),
+            "baseline_latency_cycles": path_latency(bl.graph, weights, 0),
         },
         "resources": {"estimated": ee.resources, "baseline_estimated": bl.resources},
         "baseline": {"stages": _stage_rows(bl.graph, bl.timings)},

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.decision import ExitDecision
+from ..hw.mvu import MVU_LATENCY
 from ..hw.stream import beats_of
 from ..numerics import DecisionSpec
 from .codegen import build_blocks
@@ -107,17 +108,54 @@ def stream_throughput(times: list[int], exits: np.ndarray, depth: int) -> float:
     return n / finish
 
 
-def path_latency(graph: HwGraph, timings: list[StageTiming], exit_index: int) -> int:
-    """Unloaded latency estimate (first pixel in to result out, one sample in an idle pipeline)
-    to an exit: along the path of stages to its decision, each stage's fill latency, plus the
-    slowest stage's cycles (the sample has to pass through it completely)."""
-    by_name = {t.name: t for t in timings}
+def _edges(blk, kind: str) -> tuple[int, int]:
+    """(input cycles, tail) of a block for one sample in an idle pipeline: how long it takes to
+    accept the whole sample, and how long after its last input beat its last output beat
+    leaves."""
+    if kind == "conv":
+        c, h, w = blk.shape
+        g = c // blk.in_lanes
+        fold = blk.nf * blk.sf
+        # the last output row is computed after the last input (it needs the padding row)
+        return (max((h + 1) * (w + 1) * g - (w + 2) * g, blk.cycles_per_sample - w * fold),
+                max((w + 2) * g, w * fold) + fold + MVU_LATENCY + 2)
+    if kind == "pool":
+        c, h, w = blk.shape
+        return h * w * (c // blk.lanes), 2
+    if kind == "linear":
+        c, h, w = blk.shape
+        return c * h * w // blk.in_lanes, blk.nf * blk.sf + 4 + blk.outputs // blk.out_lanes
+    raise ValueError(kind)
+
+
+def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
+    """Unloaded latency (first pixel in to result out, one sample in an idle pipeline) to an
+    exit. Per stage on the path: its input ends no earlier than its source's output ends, nor
+    before it can have accepted the whole sample; its output ends `tail` cycles after its
+    input; a conditional buffer releases the sample when the previous exit has decided."""
+    blocks, _ = build_blocks(graph, weights, analysis=True)
     d = next(s for s in graph.stages if s.kind == "decision" and s.exit == exit_index)
-    path, name = [], d.name
+    path, name = [], d.src
     while name is not None:
-        path.append(by_name[name])
-        st = graph.stage(name)
+        path.append(graph.stage(name))
+        name = graph.stage(name).src
+    path.reverse()
+    pixels = int(np.prod(graph.input_shape))
+    first, last = 0, pixels - 1          # of the stream feeding the next stage
+    decided = {}
+    for st in path:
         if st.src is not None and graph.stage(st.src).level < st.level:
-            path.append(by_name[f"cbuf{graph.stage(st.src).level}"])
-        name = st.src
-    return int(sum(t.latency for t in path) + max(t.cycles for t in path))
+            k = graph.stage(st.src).level
+            if k not in decided:
+                decided[k] = path_latency(graph, weights, k)
+            last = max(last, decided[k]) + 2     # cut-through once the decision is known
+            first = max(first, decided[k]) + 2
+        blk = blocks[st.name]
+        in_cycles, tail = _edges(blk, st.kind)
+        last = max(last, first + in_cycles)
+        first = first + int(blk.latency)
+        last = last + tail
+    spec = DecisionSpec.from_dict(d.params["decision"])
+    dec = ExitDecision(spec, logit_width=blocks[d.src].acc_width, id_width=8, threshold=1)
+    dec._MustUse__silence = True
+    return int(last + dec.latency)

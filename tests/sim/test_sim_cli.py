@@ -18,6 +18,10 @@ def test_sim_matches_reference_and_prediction(compiled_run, capsys):
     assert abs(t["baseline_samples_per_cycle"] / r["predicted"]["baseline_samples_per_cycle"]
                - 1) < 0.05
     assert len(r["per_sample"]) == 60
+    # the first sample meets an idle pipeline: its latency is what the compiler predicts
+    first = r["per_sample"][0]
+    predicted = r["predicted"]["exits"][first["exit"]]["latency_cycles"]
+    assert abs(predicted / first["latency_cycles"] - 1) < 0.05, (predicted, first)
     assert {e["index"] for e in r["exits"]} == {0, 1}
     out = capsys.readouterr().out
     assert "mismatches vs reference: class 0, exit 0, logits 0" in out
