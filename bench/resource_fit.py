@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/resource_fit.py            # table: estimate vs synthesis per config
     .venv/bin/python bench/resource_fit.py --fit      # synthesise, refit, rewrite the JSON model
+    .venv/bin/python bench/resource_fit.py --fit-kind decision   # refit one kind's constants only
     .venv/bin/python bench/resource_fit.py --design RUN_DIR   # also whole accelerators of a run
 
 Each configuration in `CONFIGS` is one block (kind + parameters); ``held_out`` ones are not
@@ -10,6 +11,8 @@ run it) goes through `exitgate.boards.synth`, two processes at a time; results a
 ``bench/out/resource_synth.json`` keyed by the configuration. The fit is a non-negative least
 squares on *relative* error (each row divided by its synthesised value), per family, of LUT and
 FF on the features of `resources.block_features`; DSP and BRAM are structural, not fitted.
+``--fit-kind KIND`` refits only that kind's ``const_KIND`` terms (same weighting, the shared
+coefficients held), for a change to one block that leaves the others' fit as it is.
 """
 
 from __future__ import annotations
@@ -227,6 +230,32 @@ def fit(configs, cache) -> dict:
     return families
 
 
+def fit_kind(kind, configs, cache, model) -> dict:
+    """The model's coefficients with only ``const_<kind>`` (LUT and FF, per family) refitted on
+    that kind's non-held-out configurations; every shared coefficient is kept."""
+    name = f"const_{kind}"
+    families = json.loads(json.dumps(model["families"]))
+    for fam in FAMILIES:
+        rows = []
+        for cfg in configs:
+            if cfg["kind"] == kind and not cfg["held_out"]:
+                rows.append((rm.block_features(kind, fam, **_params(cfg)), cache[_key(cfg)][fam]))
+        if not rows:
+            raise ValueError(f"no fitted configuration of kind {kind!r}")
+        for target in ("lut", "ff"):
+            coefs = families[fam][target]
+            coefs.pop(name, None)
+            y = np.array([s[target] for _, s in rows], float)
+            rest = np.array([rm._linear(coefs, x.f) + (2 * x.dist if target == "lut"
+                                                        and fam == "ecp5" else 0)
+                             for x, _ in rows])
+            wgt = 1.0 / np.maximum(y, 1.0) ** 2
+            c = max(0.0, float(((y - rest) * wgt).sum() / wgt.sum()))
+            if c > 0:
+                coefs[name] = round(c, 5)
+    return families
+
+
 def _err(est, ref):
     return 0.0 if est == ref == 0 else 100.0 * (est - ref) / max(ref, 1)
 
@@ -314,11 +343,17 @@ DESIGN_FOLDS = {
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="refit and rewrite resource_model.json")
+    ap.add_argument("--fit-kind", choices=rm.KINDS, metavar="KIND",
+                    help="refit only this kind's constant terms and rewrite resource_model.json")
     ap.add_argument("--design", type=Path, help="a trained run directory: check whole designs")
     args = ap.parse_args(argv)
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     cache = synth_all(CONFIGS, cache)
     model = rm.load_model() if rm.MODEL_PATH.exists() and not args.fit else None
+    if args.fit_kind and model is not None:
+        model = {**model, "families": fit_kind(args.fit_kind, CONFIGS, cache, model)}
+        rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
+        rm._load.cache_clear()
     if model is None:
         model = {"how": (
             "bench/resource_fit.py --fit: yosys (yowasp) plain synth_ice40 / synth_ecp5 of each "
@@ -335,7 +370,7 @@ def main(argv=None):
     model["errors"] = table(CONFIGS, cache, model)
     if args.design:
         model["design_check"] = design_check(args.design, DESIGN_FOLDS, cache, model)
-    if args.fit or args.design:
+    if args.fit or args.fit_kind or args.design:
         rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
 
 

@@ -10,7 +10,7 @@ The estimate of a block is exact where the structure decides it and fitted where
 * **DSP** counts the multipliers the tool maps: iCE40 none (the amaranth platform runs plain
   ``synth_ice40``, without ``-dsp``: every multiplier is built from LUTs, so the 8 SB_MAC16 of an
   UP5K never limit a design); ECP5 every ``$mul`` with both operands >= 2 bits (``synth_ecp5``
-  maps them all to MULT18X18D): PE*SIMD products per MVU, the decision unit's ``t * S``, and the
+  maps them all to MULT18X18D): PE*SIMD products per MVU and the
   constant multiplies ``x * K`` (K not a power of two) of the address arithmetic.
 * **LUT and FF** are linear in a few structural *features* of the block (`block_features`):
   register bits, soft multiplier bit-products, adder bits, ROM bits in logic, register-bank
@@ -254,12 +254,12 @@ def block_features(kind: str, family: str, **p) -> _Features:
         cl, wd, b, idw = spec.classes, p["logit_width"], spec.threshold_bits, p["id_width"]
         sb = spec.sum_bits
         x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
-        if not p.get("final", False):   # the final exit's mode is constant: no t * S
-            x.multiply(b + 1, sb)
-        x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 3 * (b + 1) + 2 * max(1, _rw(cl)) * 3
-              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 12)
+        # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
+        # after the serial divider (the final exit's mode is constant: no compare).
+        x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
+              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14)
         x.add("mux_bits", cl * wd + 2 * sb)
-        x.add("cmp_bits", 2 * wd + 3 * sb)
+        x.add("cmp_bits", 2 * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
@@ -318,7 +318,7 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
             out_bits (acc_width for logits), out_lanes
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
-            mode, its threshold multiplier is optimised away)
+            mode, its threshold compare is optimised away)
     cond_buffer  width (payload bits), beats_per_sample, depth
     fork n;  id_fifo width, depth;  merge n, width (result bits);  router;  tagger;
     id_counter width

@@ -1,10 +1,11 @@
 """The early-exit decision unit: logits in, one {id, cls, exit, confidence} result per sample out.
 
 Implements `exitgate.numerics.decide` bit-exactly (ARCHITECTURE 2.5): ``e_j = LUT[k_j]`` with
-``k_j = min(round_half_up((z_max - z_j) / 2**(f-g)), K-1)``, ``S = sum_j e_j``, and
-``exit iff t * S <= 2**(E+B)`` (a multiply and a compare, no divider). The reported confidence
-``floor(2**(E+B) / S)`` comes from a small sequential (restoring, one quotient bit per cycle)
-divider; it does not feed the decision.
+``k_j = min(round_half_up((z_max - z_j) / 2**(f-g)), K-1)``, ``S = sum_j e_j``, the confidence
+``q = floor(2**(E+B) / S)`` from a small sequential (restoring, one quotient bit per cycle)
+divider, and ``exit iff t * S <= 2**(E+B)``. The exit test needs no multiplier: for an integer
+``t`` and ``S > 0`` (``S >= e_max``), ``t * S <= 2**(E+B)`` iff ``t <= 2**(E+B) / S`` iff
+``t <= q``, so it is a ``B+1``-bit compare of the threshold with the divider's quotient.
 
 Ports (``C`` = classes, ``W`` = logit_width, ``B`` = threshold_bits):
 
@@ -23,7 +24,8 @@ later; a sample whose first logit is accepted on cycle n or earlier uses the old
 
 Pipeline (three stages, each with its own registers, so three samples can be in flight):
 collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one LUT read per cycle,
-``C`` cycles) -> decide + divide (``B`` cycles, then the result waits for ``o.ready``).
+``C`` cycles) -> divide + decide (``B`` cycles, the exit test on the last one, then the result
+waits for ``o.ready``).
 Initiation interval ``max(C, B+1)`` cycles per sample; latency ``C + B + 2`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
 """
@@ -122,9 +124,10 @@ class ExitDecision(wiring.Component):
         """`decision_model` for this unit's spec."""
         return decision_model(self.spec, samples)
 
-    def _exit_rule(self, t, s):
-        """The threshold test on the threshold register ``t`` and the sum ``s``."""
-        return t * s <= (1 << (self.spec.exp_bits + self.spec.threshold_bits))
+    def _exit_rule(self, t, q):
+        """The threshold test ``t * S <= 2**(E+B)`` on the threshold register ``t``, as
+        ``t <= q`` on the confidence ``q = floor(2**(E+B) / S)`` (see module docstring)."""
+        return t <= q
 
     def _index(self, diff):
         """LUT index for the unsigned difference ``z_max - z_j`` (numerics.lut_index)."""
@@ -159,11 +162,13 @@ class ExitDecision(wiring.Component):
         j2 = Signal(range(C))
         acc2 = Signal(spec.sum_bits)
         busy2 = Signal()
-        # Stage 3: decide and divide.
+        # Stage 3: divide, then decide.
         id3, cls3, exit3 = Signal(self.id_width), Signal(cw), Signal()
+        t3, mode3 = Signal(B + 1), Signal(2)
         s3 = Signal(spec.sum_bits)
         rem3 = Signal(spec.sum_bits + 1)
         q3 = Signal(B + 1)
+        q_next = Signal(B + 1)  # q3 with the quotient bit of this cycle appended
         n3 = Signal(range(B))
         busy3, valid3 = Signal(), Signal()
 
@@ -210,23 +215,24 @@ class ExitDecision(wiring.Component):
 
         # --- stage 3
         ge0 = s_next <= (1 << E)  # first quotient bit: floor(2**E / S), S >= 2**E
+        r2 = rem3 << 1
+        ge = r2 >= s3
+        m.d.comb += q_next.eq((q3 << 1) | ge)
         with m.If(s3_load):
             m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(ge0),
                          rem3.eq((1 << E) - Mux(ge0, s_next, 0)), n3.eq(0), busy3.eq(1),
-                         valid3.eq(0)]
-            with m.Switch(mode2):
-                with m.Case(MODE_THRESHOLD):
-                    m.d.sync += exit3.eq(self._exit_rule(t2, s_next))
-                with m.Case(MODE_NEVER):
-                    m.d.sync += exit3.eq(0)
-                with m.Default():
-                    m.d.sync += exit3.eq(1)
+                         valid3.eq(0), t3.eq(t2), mode3.eq(mode2)]
         with m.Elif(busy3):
-            r2 = rem3 << 1
-            ge = r2 >= s3
-            m.d.sync += [q3.eq((q3 << 1) | ge), rem3.eq(r2 - Mux(ge, s3, 0)), n3.eq(n3 + 1)]
+            m.d.sync += [q3.eq(q_next), rem3.eq(r2 - Mux(ge, s3, 0)), n3.eq(n3 + 1)]
             with m.If(n3 == B - 1):
                 m.d.sync += [busy3.eq(0), valid3.eq(1)]
+                with m.Switch(mode3):
+                    with m.Case(MODE_THRESHOLD):
+                        m.d.sync += exit3.eq(self._exit_rule(t3, q_next))
+                    with m.Case(MODE_NEVER):
+                        m.d.sync += exit3.eq(0)
+                    with m.Default():
+                        m.d.sync += exit3.eq(1)
         with m.Elif(valid3 & self.o.ready):
             m.d.sync += valid3.eq(0)
 

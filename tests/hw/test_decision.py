@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
@@ -186,6 +186,13 @@ def test_parameter_errors(kwargs, exc, message):
         assert str(info.value) == message
         del info
         gc.collect()
+
+
+def test_exit_rule_needs_no_multiplier():
+    """``t * S <= 2**(E+B)`` is decided as ``t <= confidence``: no $mul cell (no DSP, no soft
+    multiplier) in the unit."""
+    text = rtlil.convert(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128))
+    assert "cell $mul" not in text
 
 
 def test_verilator_lint(lint):

