@@ -28,6 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
+from .counters import step_replay
 from .mvu import (MVU_LATENCY, LaneSerialiser, MatrixVectorUnit, accumulator_width,
                   chunk_signature)
 from .stream import activation_signature
@@ -110,19 +111,13 @@ class _WindowBuffer(wiring.Component):
         m.d.comb += issue.eq(en & full.bit_select(rb, 1))
         chunk_bits = self.simd * self.width
         chunk = Mux(rb, banks[1].word_select(sf, chunk_bits), banks[0].word_select(sf, chunk_bits))
-        final = (nf == nf_max - 1) & (sf == sf_max - 1)
         with m.If(en):
             m.d.sync += o.valid.eq(issue)
+        final = step_replay(m, issue, full, rb, nf, sf, nf_max, sf_max)
         with m.If(issue):
             m.d.sync += [o.payload.data.eq(chunk),
                          o.payload.first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
                          o.payload.last.eq(bank_last.bit_select(rb, 1) & final)]
-            with m.If(sf == sf_max - 1):
-                m.d.sync += [sf.eq(0), nf.eq(Mux(nf == nf_max - 1, 0, nf + 1))]
-            with m.Else():
-                m.d.sync += sf.eq(sf + 1)
-            with m.If(final):
-                m.d.sync += [full.bit_select(rb, 1).eq(0), rb.eq(~rb)]
         return m
 
 

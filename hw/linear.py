@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
 from .conv import _check_common
+from .counters import step_replay
 from .mvu import LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature
 from .stream import activation_signature
 from .window import _check_lanes, _check_shape
@@ -122,15 +123,10 @@ class _VectorBuffer(wiring.Component):
                      o.payload.last.eq(last)]
         with m.If(en):
             m.d.sync += o.valid.eq(issue)
+        step_replay(m, issue, full, rb, nf, sf, nf_max, sf_max)
         with m.If(issue):
             m.d.sync += [first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
                          last.eq(bank_last.bit_select(rb, 1) & final)]
-            with m.If(sf == sf_max - 1):
-                m.d.sync += [sf.eq(0), nf.eq(Mux(nf == nf_max - 1, 0, nf + 1))]
-            with m.Else():
-                m.d.sync += sf.eq(sf + 1)
-            with m.If(final):
-                m.d.sync += [full.bit_select(rb, 1).eq(0), rb.eq(~rb)]
         return m
 
 

@@ -19,6 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .counters import step_raster
 from .mvu import elements
 from .stream import activation_signature
 from .window import _check_lanes, _check_shape, _check_width
@@ -92,14 +93,7 @@ class MaxPool2x2(wiring.Component):
         g = Signal(range(groups))
         m.d.comb += [rd.addr.eq((w >> 1) * groups + g), rd.en.eq(en_1)]
         with m.If(fire):
-            with m.If(g == groups - 1):
-                m.d.sync += g.eq(0)
-                with m.If(w == w_max - 1):
-                    m.d.sync += [w.eq(0), h.eq(Mux(h == h_max - 1, 0, h + 1))]
-                with m.Else():
-                    m.d.sync += w.eq(w + 1)
-            with m.Else():
-                m.d.sync += g.eq(g + 1)
+            step_raster(m, [(g, groups), (w, w_max), (h, h_max)])
 
         s1_h, s1_w, s1_g = Signal.like(h), Signal.like(w), Signal.like(g)
         s1_x = Signal(bits)

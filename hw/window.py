@@ -29,6 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .counters import step_raster
 from .stream import activation_signature
 
 __all__ = ["window_signature", "SlidingWindow", "sliding_window_golden"]
@@ -134,14 +135,7 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [fire.eq(en_1 & (~real | i.valid)), i.ready.eq(en_1 & real),
                      rd.addr.eq(Mux(wp < w_max, wp * groups + g, 0)), rd.en.eq(en_1)]
         with m.If(fire):
-            with m.If(g == groups - 1):
-                m.d.sync += g.eq(0)
-                with m.If(wp == w_max + p - 1):
-                    m.d.sync += [wp.eq(0), hp.eq(Mux(hp == h_max + p - 1, 0, hp + 1))]
-                with m.Else():
-                    m.d.sync += wp.eq(wp + 1)
-            with m.Else():
-                m.d.sync += g.eq(g + 1)
+            step_raster(m, [(g, groups), (wp, w_max + p), (hp, h_max + p)])
 
         s1_hp, s1_wp, s1_g = Signal.like(hp), Signal.like(wp), Signal.like(g)
         s1_x = Signal(row_bits)

@@ -1,0 +1,35 @@
+"""Counter idioms shared by the stream blocks (one implementation, not one per block)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Mux
+
+__all__ = ["step_raster", "step_replay"]
+
+
+def step_raster(m, counters) -> None:
+    """Advance nested wrap-around counters by one step (call inside the enabling ``m.If``).
+
+    ``counters``: [(signal, limit), ...], innermost first; each counts 0..limit-1 and carries
+    into the next when it wraps (e.g. channel group, column, row of a raster scan)."""
+    (sig, limit), rest = counters[0], counters[1:]
+    if not rest:
+        m.d.sync += sig.eq(Mux(sig == limit - 1, 0, sig + 1))
+        return
+    with m.If(sig == limit - 1):
+        m.d.sync += sig.eq(0)
+        step_raster(m, rest)
+    with m.Else():
+        m.d.sync += sig.eq(sig + 1)
+
+
+def step_replay(m, issue, full, rb, nf, sf, nf_max: int, sf_max: int):
+    """The replay side of a double-buffered operand bank: on ``issue``, step ``sf`` (chunk within
+    a pass) and ``nf`` (pass); after the last chunk of the last pass release bank ``rb`` (clear
+    its ``full`` bit, switch banks). Returns the ``final`` (last chunk) condition."""
+    final = (nf == nf_max - 1) & (sf == sf_max - 1)
+    with m.If(issue):
+        step_raster(m, [(sf, sf_max), (nf, nf_max)])
+        with m.If(final):
+            m.d.sync += [full.bit_select(rb, 1).eq(0), rb.eq(~rb)]
+    return final
