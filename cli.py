@@ -28,8 +28,8 @@ def _cmd_train(args) -> int:
         cfg = load_config(default_config_path("lenet28"))
     out = Path(args.out)
     if not args.force:
-        from .runs import prepare_step
-        prepare_step(out, "train", force=False)  # refuse before spending time on training
+        from .runs import refuse_existing
+        refuse_existing(out, "train")  # refuse before spending time on training
     ds = load_dataset(spec)
     from .quant.flow import format_train_table, run_train
 

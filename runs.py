@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .errors import ExitgateError
 
-__all__ = ["STEPS", "prepare_step", "require_step", "write_json", "read_json", "atomic_write"]
+__all__ = ["STEPS", "prepare_step", "refuse_existing", "require_step", "write_json", "read_json",
+           "atomic_write"]
 
 # step -> (marker, artefacts it owns); in flow order
 STEPS = {
@@ -28,17 +29,23 @@ STEPS = {
 _ORDER = list(STEPS)
 
 
+def refuse_existing(run: Path, step: str) -> None:
+    """Raise if `run` already holds results of `step` (changes nothing on disk)."""
+    run = Path(run)
+    existing = [a for a in STEPS[step][1] if (run / a).exists()]
+    if existing:
+        raise ExitgateError(f"{run} already holds results of `exitgate {step}` "
+                            f"({', '.join(existing)}); use --force to replace them, or choose "
+                            "another --out")
+
+
 def prepare_step(run: Path, step: str, force: bool) -> list[str]:
     """Check that `step` may write into `run`: refuse if its results exist unless `force`.
     With `force`, remove its artefacts and those of every later step (they would be stale);
     returns what was removed."""
     run = Path(run)
-    marker, owned = STEPS[step]
-    existing = [a for a in owned if (run / a).exists()]
-    if existing and not force:
-        raise ExitgateError(f"{run} already holds results of `exitgate {step}` "
-                            f"({', '.join(existing)}); use --force to replace them, or choose "
-                            "another --out")
+    if not force:
+        refuse_existing(run, step)
     removed = []
     if force:
         for later in _ORDER[_ORDER.index(step):]:

@@ -54,6 +54,7 @@ def test_bad_config(tmp_path, capsys, name):
 def test_bad_dataset(tmp_path, capsys, dataset, pattern):
     code = main(["train", "--dataset", dataset, "--out", str(tmp_path / "r")])
     _one_line_error(code, capsys.readouterr().err, pattern)
+    assert not (tmp_path / "r").exists()  # nothing left behind
 
 
 def test_existing_run_is_refused_and_untouched(tmp_path):
