@@ -21,8 +21,6 @@ def _cmd_train(args) -> int:
 
     cfg = load_config(args.config)
     spec = args.dataset or cfg.dataset
-    if spec in ("mnist", "fashion-mnist", "mnist-t10k"):
-        raise ExitgateError(f"--dataset {spec} needs a directory: {spec}:DIR")
     if args.config is None and spec != "digits":
         from .quant.config import default_config_path
         cfg = load_config(default_config_path("lenet28"))

@@ -183,16 +183,16 @@ class Accelerator(wiring.Component):
             if st.kind == "decision":
                 continue
             src_stream = taps[(st.src, st.name)]
-            src_level = 0 if st.src is None else g.stage(st.src).level
-            if st.level > src_level:
+            k = g.buffer_before(st)
+            if k is not None:
                 lanes, bits, sgn = self.formats[st.src]
                 sig = activation_signature(lanes, bits, signed_data=sgn)
                 shape = g.stage(st.src).out_shape
                 cb = ConditionalBuffer(sig, beats_per_sample=beats_of(shape, lanes),
                                        depth=self.buffer_depth)
-                m.submodules[f"cbuf{src_level}"] = cb
+                m.submodules[f"cbuf{k}"] = cb
                 wiring.connect(m, src_stream, cb.i)
-                wiring.connect(m, routers[src_level].buffer, cb.decision)
+                wiring.connect(m, routers[k].buffer, cb.decision)
                 src_stream = cb.o
             wiring.connect(m, src_stream, self.blocks[st.name].i)
         res = self.results

@@ -16,7 +16,8 @@ from typing import Callable
 
 from .codegen import build_blocks
 from .graph import Fold, HwGraph, Stage
-from .perf import StageTiming, level_times, stage_timings, stream_throughput
+from .perf import (StageTiming, level_fractions, level_times, stage_timings,
+                   stream_throughput)
 
 __all__ = ["divisors", "fold_candidates", "explore", "Exploration"]
 
@@ -106,7 +107,7 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
         raise ValueError(f"the smallest folding needs {res[over]} {over.upper()}, more than "
                          f"{cap:.0%} of the board's {budget[over]}")
     levels = graph.exits
-    fractions = [float((exit_seq >= k).mean()) for k in range(levels)]
+    fractions = level_fractions(exit_seq, levels)
 
     def evaluate(trial):
         t = stage_timings(trial, weights)

@@ -7,7 +7,6 @@ Passes, in order (printed with `--verbose`): lower, baseline, explore (early exi
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = Fals
     atomic_write(hw / "top.v", emit_verilog(acc))
     atomic_write(hw / "baseline" / "top.v", emit_verilog(base_acc))
 
-    fr = [float((seq >= k).mean()) for k in range(len(ir.exits))]
+    fr = level_fractions(seq, len(ir.exits))
     costs = calib.get("exit_macs")
     work = sum(float((seq == k).mean()) * costs[k] for k in range(len(ir.exits))) / costs[-1] \
         if costs else 1.0

@@ -82,6 +82,14 @@ class HwGraph:
     def consumers(self, name: str | None) -> list[Stage]:
         return [s for s in self.stages if s.src == name]
 
+    def buffer_before(self, stage: Stage) -> int | None:
+        """k if a conditional buffer (holding samples until exit k decides) feeds `stage`: its
+        input crosses from level k to level k+1. None otherwise."""
+        if stage.kind == "decision" or stage.src is None:
+            return None
+        k = self.stage(stage.src).level
+        return k if stage.level > k else None
+
     def with_folds(self, folds: dict[str, Fold]) -> "HwGraph":
         return replace(self, stages=tuple(replace(s, fold=folds.get(s.name, s.fold))
                                           for s in self.stages))

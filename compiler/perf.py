@@ -60,11 +60,11 @@ def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
         blk = blocks[st.name]
         out.append(StageTiming(st.name, st.kind, st.level, int(np.ceil(blk.cycles_per_sample)),
                                int(blk.latency)))
-        src_level = 0 if st.src is None else graph.stage(st.src).level
-        if st.level > src_level:
+        k = graph.buffer_before(st)
+        if k is not None:
             lanes = fmt[st.src][0]
             beats = beats_of(graph.stage(st.src).out_shape, lanes)
-            out.append(StageTiming(f"cbuf{src_level}", "cbuf", st.level, beats + 1, 2))
+            out.append(StageTiming(f"cbuf{k}", "cbuf", st.level, beats + 1, 2))
     return out
 
 
@@ -73,10 +73,10 @@ def level_times(timings: list[StageTiming], levels: int) -> list[int]:
     return [max([t.cycles for t in timings if t.level == k] or [1]) for k in range(levels)]
 
 
-def level_fractions(exit_rates) -> list[float]:
-    """Fraction of samples reaching each level, from the unconditional exit rates."""
-    rates = list(exit_rates)
-    return [1.0 - sum(rates[:k]) for k in range(len(rates))]
+def level_fractions(exit_seq, levels: int) -> list[float]:
+    """Fraction of samples reaching each level, from the exit index of every sample."""
+    seq = np.asarray(exit_seq)
+    return [float((seq >= k).mean()) for k in range(levels)]
 
 
 def analytic_throughput(times: list[int], fractions: list[float]) -> float:
@@ -144,8 +144,8 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
     first, last = 0, pixels - 1          # of the stream feeding the next stage
     decided = {}
     for st in path:
-        if st.src is not None and graph.stage(st.src).level < st.level:
-            k = graph.stage(st.src).level
+        k = graph.buffer_before(st)
+        if k is not None:
             if k not in decided:
                 decided[k] = path_latency(graph, weights, k)
             last = max(last, decided[k]) + 2     # cut-through once the decision is known
@@ -155,7 +155,4 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         last = max(last, first + in_cycles)
         first = first + int(blk.latency)
         last = last + tail
-    spec = DecisionSpec.from_dict(d.params["decision"])
-    dec = ExitDecision(spec, logit_width=blocks[d.src].acc_width, id_width=8, threshold=1)
-    dec._MustUse__silence = True
-    return int(last + dec.latency)
+    return int(last + _decision_timing(d, blocks[d.src].acc_width)[1])

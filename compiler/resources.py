@@ -420,13 +420,12 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
     for k in range(1, graph.exits):
         out.append((f"idq{k}", "id_fifo", {"width": id_width, "depth": buffer_depth + 8}))
     for st in graph.stages:
-        if st.kind == "decision" or st.src is None:
-            continue
-        src = graph.stage(st.src)
-        if st.level > src.level:
+        k = graph.buffer_before(st)
+        if k is not None:
+            src = graph.stage(st.src)
             lanes, bits, _ = fmt[st.src]
             c, h, w = src.out_shape if len(src.out_shape) == 3 else (src.out_shape[0], 1, 1)
-            out.append((f"cbuf{src.level}", "cond_buffer",
+            out.append((f"cbuf{k}", "cond_buffer",
                         {"width": lanes * bits + 2, "beats_per_sample": h * w * (c // lanes),
                          "depth": buffer_depth}))
     cls_w = max(1, (graph.classes - 1).bit_length())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from ..errors import ExitgateError
 from ..runs import atomic_write, prepare_step, write_json
-from .calibrate import DEFAULT_GRID, calibrate, exit_costs, plot_calibration, summarise
+from .calibrate import DEFAULT_GRID, calibrate, plot_calibration, summarise
 from .config import Config, dump_config
 from .datasets import Dataset
 from .export import brevitas_int_logits, export_ir
@@ -34,6 +33,11 @@ def float_cascade_accuracy(logits: list[np.ndarray], labels, thresholds) -> floa
         cls[leave] = z.argmax(1)[leave]
         pending &= ~leave
     return float((cls == labels).mean())
+
+
+def _logit_mismatches(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
+    """Per sample: does any logit of any exit differ?"""
+    return np.any([(x != y).any(1) for x, y in zip(a, b)], axis=0)
 
 
 def run_train(cfg: Config, ds: Dataset, out: Path, *, force: bool = False, mode: str | None = None,
@@ -68,12 +72,8 @@ def run_train(cfg: Config, ds: Dataset, out: Path, *, force: bool = False, mode:
     ref_val = exit_logits(ir, weights, ds.x_val)
     brev = brevitas_int_logits(model, x_test, ir)
     brev_val = brevitas_int_logits(model, x_val, ir)
-    mismatch = np.zeros(len(x_test), dtype=bool)
-    for b, r in zip(brev, ref_test):
-        mismatch |= (b != r).any(1)
-    mismatch_val = np.zeros(len(x_val), dtype=bool)
-    for b, r in zip(brev_val, ref_val):
-        mismatch_val |= (b != r).any(1)
+    mismatch = _logit_mismatches(brev, ref_test)
+    mismatch_val = _logit_mismatches(brev_val, ref_val)
     secs["export_verify"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ExitgateError
 from ..numerics import MODE_NEVER, MODE_THRESHOLD
 from ..quant.ir import load_ir

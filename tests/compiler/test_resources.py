@@ -1,7 +1,6 @@
 """Resource estimates: structure (monotone in PE*SIMD, BRAM geometry, DSP mapping), the fitted
 model's file, errors on bad input, and one small block against a real yosys synthesis."""
 
-import numpy as np
 import pytest
 from amaranth.back import verilog
 

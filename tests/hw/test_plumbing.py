@@ -4,7 +4,7 @@ back-pressure and idle cycles."""
 import random
 
 import pytest
-from amaranth.lib import data, stream
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from exitgate.hw.plumbing import (DecisionRouter, IdCounter, IdTagger, StreamFork, fork_model,
