@@ -18,6 +18,7 @@ coefficients held), for a change to one block that leaves the others' fit as it 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -28,14 +29,15 @@ from amaranth.back import verilog
 from scipy.optimize import nnls
 
 from exitgate.boards.synth import synthesise
+from exitgate.errors import ExitgateError
 from exitgate.compiler import resources as rm
 
 OUT = Path(__file__).with_name("out")
 CACHE = OUT / "resource_synth.json"
 FAMILIES = ("ice40", "ecp5")
 LUT_FEATURES = ["mul_bits", "add_bits", "requant_bits", "rom_bits", "ram_bits", "mux_bits",
-                "bank_bits", "counter_bits", "cmp_bits", "fork_bits", "bram_port_bits",
-                "arbiter_terms", "dist_read_bits"]
+                "counter_bits", "cmp_bits", "fork_bits", "bram_port_bits", "arbiter_terms",
+                "dist_read_bits"]
 FF_FEATURES = ["regs", "bram_port_bits"]
 
 
@@ -55,6 +57,13 @@ CONFIGS = [
     _c("conv", True, shape=(8, 8, 8), cout=16, in_bits=8, weight_bits=4, in_lanes=4, pe=2,
        simd=8),
     _c("conv", True, shape=(3, 8, 8), cout=6, in_bits=8, weight_bits=4, in_lanes=1, pe=3, simd=3),
+    # the digits model's convolutions at the smallest folding (one value a word), and a word of
+    # four window beats
+    _c("conv", shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=1, simd=1),
+    _c("conv", True, shape=(1, 8, 8), cout=16, in_bits=5, weight_bits=8, in_lanes=1, pe=1,
+       simd=1),
+    _c("conv", True, shape=(4, 4, 4), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=2,
+       simd=36),
     # linear
     _c("linear", shape=(16, 2, 2), cout=10, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=4,
        logits=True),
@@ -184,18 +193,44 @@ def _verilog(blk) -> str:
 
 def _synth_job(args):
     key, family, text = args
-    r = synthesise(text, family)
+    try:
+        r = synthesise(text, family)
+    except ExitgateError as e:   # e.g. yowasp's ABC9 crashing on some ECP5 netlists
+        return key, family, {"failed": str(e).strip().splitlines()[-1][-300:]}
     return key, family, {k: r[k] for k in ("lut", "ff", "dsp", "bram")}
+
+
+def _synthesised(cache: dict, key: str, family: str) -> dict | None:
+    """The cached synthesis result, None if yosys failed on it (recorded, not retried)."""
+    r = cache[key][family]
+    return None if "failed" in r else r
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _current(cache: dict, key: str, text: str) -> dict:
+    """The cache entry of ``key`` if it was synthesised from this Verilog, else a fresh one (a
+    changed block is synthesised again). Entries from before digests were kept are taken as
+    current and stamped: clear a changed kind's entries with ``--refresh KIND``."""
+    sha = _digest(text)
+    entry = cache.get(key)
+    if entry is None or entry.setdefault("verilog_sha", sha) != sha:
+        entry = cache[key] = {"verilog_sha": sha}
+    return entry
 
 
 def synth_all(configs, cache: dict, workers: int = 2) -> dict:
     jobs = []
     for cfg in configs:
         key = _key(cfg)
+        blk, _ = build(cfg)
+        text = _verilog(blk)
+        entry = _current(cache, key, text)
         for fam in FAMILIES:
-            if fam not in cache.get(key, {}):
-                blk, _ = build(cfg)
-                jobs.append((key, fam, _verilog(blk)))
+            if fam not in entry:
+                jobs.append((key, fam, text))
     if jobs:
         print(f"synthesising {len(jobs)} block/family pairs ...", file=sys.stderr, flush=True)
         with ProcessPoolExecutor(workers) as pool:
@@ -213,9 +248,11 @@ def fit(configs, cache) -> dict:
         for cfg in configs:
             if cfg["held_out"]:
                 continue
-            params = _params(cfg)
-            x = rm.block_features(cfg["kind"], fam, **params)
-            rows.append((cfg["kind"], x, cache[_key(cfg)][fam]))
+            syn = _synthesised(cache, _key(cfg), fam)
+            if syn is None:
+                continue
+            x = rm.block_features(cfg["kind"], fam, **_params(cfg))
+            rows.append((cfg["kind"], x, syn))
         consts = sorted({f"const_{k}" for k, _, _ in rows})
         coefs = {}
         for target, names in (("lut", LUT_FEATURES), ("ff", FF_FEATURES)):
@@ -238,8 +275,9 @@ def fit_kind(kind, configs, cache, model) -> dict:
     for fam in FAMILIES:
         rows = []
         for cfg in configs:
-            if cfg["kind"] == kind and not cfg["held_out"]:
-                rows.append((rm.block_features(kind, fam, **_params(cfg)), cache[_key(cfg)][fam]))
+            syn = _synthesised(cache, _key(cfg), fam)
+            if cfg["kind"] == kind and not cfg["held_out"] and syn is not None:
+                rows.append((rm.block_features(kind, fam, **_params(cfg)), syn))
         if not rows:
             raise ValueError(f"no fitted configuration of kind {kind!r}")
         for target in ("lut", "ff"):
@@ -264,18 +302,23 @@ def table(configs, cache, model) -> dict:
     print(f"{'kind':<12} {'set':<5} {'family':<6} {'configuration':<58} "
           f"{'LUT est/syn':>12} {'err%':>6} {'FF est/syn':>11} {'err%':>6} "
           f"{'DSP':>5} {'BRAM':>5}")
-    errs = {}
+    errs, failed = {}, []
     for cfg in configs:
         for fam in FAMILIES:
             params = _params(cfg)
             est = rm.estimate_block(cfg["kind"], fam, model=model, **params)
-            syn = cache[_key(cfg)][fam]
+            syn = _synthesised(cache, _key(cfg), fam)
+            desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("kind", "held_out"))
+            if syn is None:
+                print(f"{cfg['kind']:<12} {'-':<5} {fam:<6} {desc[:58]:<58} synthesis failed: "
+                      f"{cache[_key(cfg)][fam]['failed'][:60]}")
+                failed.append(f"{fam} {cfg['kind']} {desc}")
+                continue
             el, ef = _err(est.lut, syn["lut"]), _err(est.ff, syn["ff"])
             part = "held" if cfg["held_out"] else "fit"
             errs.setdefault(f"{fam}/{part}", []).append((abs(el), abs(ef),
                                                          est.dsp == syn["dsp"],
                                                          est.bram == syn["bram"]))
-            desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("kind", "held_out"))
             print(f"{cfg['kind']:<12} {part:<5} {fam:<6} {desc[:58]:<58} "
                   f"{est.lut:>5}/{syn['lut']:<6} {el:>6.1f} {est.ff:>4}/{syn['ff']:<6} {ef:>6.1f} "
                   f"{est.dsp:>2}/{syn['dsp']:<2} {est.bram:>2}/{syn['bram']:<2}")
@@ -288,10 +331,14 @@ def table(configs, cache, model) -> dict:
                       "ff_max_abs_err_pct": round(float(a[:, 1].max()), 1),
                       "dsp_exact": int(a[:, 2].sum()), "bram_exact": int(a[:, 3].sum())}
         print(f"{k:<12} {summary[k]}")
+    if failed:
+        summary["synthesis_failed"] = failed
+        print(f"synthesis failed (left out of the fit and the errors): {failed}")
     return summary
 
 
-def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict) -> list:
+def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict,
+                 workers: int = 2) -> list:
     """Whole accelerators of a trained run: estimate vs synthesis at each folding."""
     from exitgate.compiler.codegen import Accelerator, emit_verilog
     from exitgate.compiler.graph import Fold, lower
@@ -303,15 +350,16 @@ def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict) -> li
     for name, folds in fold_sets.items():
         g = graph.with_folds({k: Fold(*v) for k, v in folds.items()})
         key = f"design:{run_dir.name}:{name}:{json.dumps(folds, sort_keys=True)}"
+        text = emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1), buffer_depth=4),
+                            name="top")
+        entry = _current(cache, key, text)
         for fam in FAMILIES:
-            if fam not in cache.get(key, {}):
-                text = emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1),
-                                                buffer_depth=4), name="top")
+            if fam not in entry:
                 jobs.append((key, fam, text))
         rows.append((name, key, g))
     if jobs:
         print(f"synthesising {len(jobs)} designs ...", file=sys.stderr, flush=True)
-        with ProcessPoolExecutor(2) as pool:
+        with ProcessPoolExecutor(workers) as pool:
             for key, fam, res in pool.map(_synth_job, jobs):
                 cache.setdefault(key, {})[fam] = res
                 CACHE.write_text(json.dumps(cache, indent=1))
@@ -321,7 +369,10 @@ def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict) -> li
     for name, key, g in rows:
         for fam in FAMILIES:
             est = rm.estimate_design(g, weights, fam, buffer_depth=4)
-            syn = cache[key][fam]
+            syn = _synthesised(cache, key, fam)
+            if syn is None:
+                print(f"{name:<10} {fam:<6} synthesis failed: {cache[key][fam]['failed'][:60]}")
+                continue
             e = {k: round(_err(getattr(est, k), syn[k]), 1) for k in ("lut", "ff", "dsp", "bram")}
             folds = " ".join(f"{s.name}:{s.fold}" for s in g.stages if s.kind in ("conv",
                                                                                    "linear"))
@@ -346,9 +397,17 @@ def main(argv=None):
     ap.add_argument("--fit-kind", choices=rm.KINDS, metavar="KIND",
                     help="refit only this kind's constant terms and rewrite resource_model.json")
     ap.add_argument("--design", type=Path, help="a trained run directory: check whole designs")
+    ap.add_argument("--refresh", choices=rm.KINDS + ("design",), action="append", default=[],
+                    metavar="KIND", help="drop this kind's cached synthesis results first "
+                    "(repeatable; for results cached before Verilog digests were kept)")
+    ap.add_argument("--workers", type=int, default=2, help="synthesis processes (default 2)")
     args = ap.parse_args(argv)
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    cache = synth_all(CONFIGS, cache)
+    for key in [k for k in cache if any(
+            k.startswith("design:") if kind == "design" else f'"kind": "{kind}"' in k
+            for kind in args.refresh)]:
+        del cache[key]
+    cache = synth_all(CONFIGS, cache, args.workers)
     model = rm.load_model() if rm.MODEL_PATH.exists() and not args.fit else None
     if args.fit_kind and model is not None:
         model = {**model, "families": fit_kind(args.fit_kind, CONFIGS, cache, model)}
@@ -369,7 +428,8 @@ def main(argv=None):
         rm._load.cache_clear()
     model["errors"] = table(CONFIGS, cache, model)
     if args.design:
-        model["design_check"] = design_check(args.design, DESIGN_FOLDS, cache, model)
+        model["design_check"] = design_check(args.design, DESIGN_FOLDS, cache, model,
+                                             args.workers)
     if args.fit or args.fit_kind or args.design:
         rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
 

@@ -13,8 +13,8 @@ The estimate of a block is exact where the structure decides it and fitted where
   maps them all to MULT18X18D): PE*SIMD products per MVU and the
   constant multiplies ``x * K`` (K not a power of two) of the address arithmetic.
 * **LUT and FF** are linear in a few structural *features* of the block (`block_features`):
-  register bits, soft multiplier bit-products, adder bits, ROM bits in logic, register-bank
-  mux bits, ... with per-family coefficients fitted to yosys synthesis by `bench/resource_fit.py`
+  register bits, soft multiplier bit-products, adder bits, ROM bits in logic, mux
+  bits, ... with per-family coefficients fitted to yosys synthesis by `bench/resource_fit.py`
   and stored in ``resource_model.json`` (configurations, fit and held-out errors included).
 * **xc7** has no open synthesis here: its estimate is an analytic extrapolation from the ECP5
   model (not fitted): LUT6 = 0.7 x LUT4 (a LUT6 absorbs about 1.4 LUT4s), FF as ECP5, one
@@ -40,7 +40,8 @@ from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
 __all__ = ["FAMILIES", "KINDS", "Resources", "MemoryMap", "map_memory", "block_features",
-           "estimate_block", "estimate_stage", "estimate_design", "design_blocks", "load_model"]
+           "estimate_block", "estimate_stage", "estimate_design", "design_blocks", "load_model",
+           "logic_cells", "ICE40_UNPAIRED_FF"]
 
 FAMILIES = ("ice40", "ecp5", "xc7")
 KINDS = ("conv", "linear", "pool", "decision", "cond_buffer", "fork", "id_fifo", "merge",
@@ -194,6 +195,23 @@ def _window_features(x: _Features, c, h, w, lanes, ib):
     x.add("counter_bits", _rw(h + 1) + _rw(w + 1) + _rw(g))
 
 
+def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd):
+    """`exitgate.hw.conv._WindowBuffer`: two banks of ``SF`` words of ``simd`` values in one
+    memory, a gearbox staging register of ``simd - u + 9*lanes`` values (``u`` = gcd of beat and
+    word) whose input is a mux over the ``simd / u`` offsets a beat can land at, and the fill /
+    replay counters and flags."""
+    beat = 9 * lanes
+    u = math.gcd(beat, simd)
+    bu, wu = beat // u, simd // u
+    sf = g * beat // simd
+    stage = (simd - u + beat) * ib
+    x.memory(2 * sf, simd * ib, rom=False, read_reg=True)
+    counters = 2 * _rw(sf) + _rw(nf) + _rw(wu + bu) + _rw(g)
+    x.add("regs", stage + counters + 16)
+    x.add("mux_bits", stage + wu * beat * ib)
+    x.add("counter_bits", counters)
+
+
 def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes):
     nf, sf = rows // pe, n // simd
     x.memory(nf * sf, pe * simd * wb, rom=True)
@@ -220,9 +238,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         ib, wb, lanes, pe, simd = p["in_bits"], p["weight_bits"], p["in_lanes"], p["pe"], p["simd"]
         g = c // lanes
         _window_features(x, c, h, w, lanes, ib)
-        bank = 2 * g * 9 * lanes * ib
-        x.add("regs", bank + 9 + _rw(g) + _rw(p["cout"] // pe) + _rw(9 * c // simd) + simd * ib + 3)
-        x.add("bank_bits", bank)
+        _window_buffer_features(x, g, lanes, ib, p["cout"] // pe, simd)
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
                       p["out_bits"], p["out_lanes"])
     elif kind == "linear":
@@ -432,6 +448,22 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
     out.append(("merge", "merge", {"n": graph.exits,
                                    "width": id_width + cls_w + spec0.threshold_bits + 1}))
     return out
+
+
+#: iCE40 logic cells (ICESTORM_LC) hold one LUT4 and one FF, and a FF shares a cell only with
+#: the LUT that feeds it: FFs fed by FFs (shift registers, pipeline and holding registers) take
+#: cells of their own. Measured on nextpnr-ice40 placements of two digits designs (exitgate
+#: build, yowasp 0.5x): 7398 cells for 4692 LUT + 3858 FF, 6892 for 4728 + 2987, i.e. about
+#: 0.71 of the FFs unpaired. An estimate from two designs, not a fit.
+ICE40_UNPAIRED_FF = 0.71
+
+
+def logic_cells(res: "Resources", family: str) -> int | None:
+    """Estimated packed logic cells where a cell holds one LUT and one FF (iCE40); None for
+    families that pack LUTs and FFs independently enough for the LUT and FF budgets to decide."""
+    if family != "ice40":
+        return None
+    return int(round(res.lut + ICE40_UNPAIRED_FF * res.ff))
 
 
 def estimate_design(graph: HwGraph, weights: dict, family: str, *, buffer_depth: int = 4,

@@ -4,10 +4,11 @@
 when ``out_lanes < pe``).
 
 * The window unit emits, per output pixel, ``G = C / in_lanes`` beats of 3x3 x in_lanes values.
-* `_WindowBuffer` collects them into one of two register banks (the pixel's vector of
+* `_WindowBuffer` writes them, regrouped into ``SF = n / simd`` words of ``simd`` values, one
+  word per cycle, into one of two banks of a `Memory` (block RAM: the pixel's vector of
   ``n = 9 * C`` values, order ``g, ky, kx, lane``: index ``g*9*in_lanes + (ky*3+kx)*in_lanes + l``)
-  and replays the other bank ``NF = Cout / pe`` times as ``SF = n / simd`` chunks of ``simd``
-  values, one chunk per cycle. Double buffering overlaps collecting pixel p+1 with computing p.
+  and replays the other bank ``NF = Cout / pe`` times, one word (chunk) per cycle. Double
+  buffering overlaps collecting pixel p+1 with computing p.
 * The MVU holds the weights, reordered to that vector order, in a ROM of ``NF * SF`` words of
   ``pe * simd`` weights, and the bias in a ROM of ``NF`` words; it requantises with
   `exitgate.numerics.requantise` semantics and emits ``pe`` output channels per beat.
@@ -22,9 +23,12 @@ through ``ready`` without losing or duplicating beats.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
@@ -60,9 +64,36 @@ def conv2d_golden(x, weights, bias, shift: int, out_bits: int, out_signed: bool,
     return requantise(conv2d_acc(x, weights, bias), shift, out_bits, out_signed, relu)
 
 
+def _fill_schedule(groups: int, beat_units: int, word_units: int) -> int:
+    """Cycle model of `_WindowBuffer`'s fill for one pixel offered back to back into an empty
+    gearbox and a free bank: the cycle of the pixel's last word write, counted from the first
+    beat's acceptance (cycle 0)."""
+    count, beats, words, total = 0, 0, 0, groups * beat_units // word_units
+    cycle = 0
+    while True:
+        emit = count >= word_units
+        left = count - word_units if emit else count
+        words += emit
+        if emit and words == total:
+            return cycle
+        if beats < groups and left < word_units:
+            beats, left = beats + 1, left + beat_units
+        count, cycle = left, cycle + 1
+
+
 class _WindowBuffer(wiring.Component):
-    """Collects the ``groups`` window beats of a pixel into one of two register banks and replays
-    the other bank ``nf`` times as ``n / simd`` chunks of ``simd`` values.
+    """Packs the ``groups`` window beats of a pixel into ``SF = n / simd`` words of ``simd``
+    values in one of two banks of a `Memory` (``2 * SF`` words) and replays the other bank ``nf``
+    times, one word (chunk) per cycle.
+
+    A beat holds ``9 * lanes`` values and a word ``simd``; both are whole numbers of units of
+    ``u = gcd(9 * lanes, simd)`` values. A staging register of ``simd - u + 9 * lanes`` values (a
+    gearbox) writes its lowest ``simd`` values to the fill bank whenever it holds them and that
+    bank is free, and takes a beat (appended above what it holds) whenever fewer than ``simd``
+    values stay after this cycle's write: so a beat is split over ``9 * lanes / simd`` writes, or
+    ``simd / (9 * lanes)`` beats share one. A pixel starts a word, so every bank is one pixel.
+    Replay: the read port (not transparent, enabled when the output register can move) is the
+    output payload; ``first``/``last`` and ``valid`` are registered beside it.
 
     Ports: ``i``: In(window stream); ``o``: Out(chunk stream, ``simd`` x width).
     """
@@ -70,8 +101,10 @@ class _WindowBuffer(wiring.Component):
     def __init__(self, *, groups: int, lanes: int, width: int, signed_data: bool, nf: int,
                  simd: int):
         self.groups, self.lanes, self.width, self.nf, self.simd = groups, lanes, width, nf, simd
-        self.beat_bits = KERNEL * KERNEL * lanes * width
-        self.sf = groups * KERNEL * KERNEL * lanes // simd
+        beat = KERNEL * KERNEL * lanes
+        self.sf = groups * beat // simd
+        self.unit = math.gcd(beat, simd)
+        self.beat_units, self.word_units = beat // self.unit, simd // self.unit
         super().__init__({"i": In(window_signature(KERNEL, lanes, width, signed_data)),
                           "o": Out(chunk_signature(simd, width, signed_data))})
 
@@ -79,45 +112,67 @@ class _WindowBuffer(wiring.Component):
         m = Module()
         i, o = self.i, self.o
         groups, nf_max, sf_max = self.groups, self.nf, self.sf
-        banks = [Signal(groups * self.beat_bits, name=f"bank{b}") for b in range(2)]
-        full = Signal(2)
-        bank_first, bank_last = Signal(2), Signal(2)
+        bu, wu = self.beat_units, self.word_units
+        unit_bits = self.unit * self.width
+        word_bits = wu * unit_bits
+        m.submodules.banks = banks = Memory(shape=unsigned(word_bits), depth=2 * sf_max, init=[])
+        wr, rd = banks.write_port(), banks.read_port()
+        full, bank_first, bank_last = Signal(2), Signal(2), Signal(2)
 
-        # Fill: window beat g of a pixel -> bank wb, word g.
+        # Fill: gearbox of (wu - 1 + bu) units; word widx of bank wb from its lowest wu units.
+        stage = Signal((wu - 1 + bu) * unit_bits)
+        count = Signal(range(wu + bu))
+        left = Signal(range(wu + bu))
+        emit, accept = Signal(), Signal()
         wb = Signal()
-        fill_g = Signal(range(groups))
-        fill_first = Signal()
-        m.d.comb += i.ready.eq(~full.bit_select(wb, 1))
-        with m.If(i.valid & i.ready):
-            for b in range(2):
-                with m.If(wb == b):
-                    m.d.sync += banks[b].word_select(fill_g, self.beat_bits).eq(i.payload.data)
-            with m.If(fill_g == 0):
-                m.d.sync += fill_first.eq(i.payload.first)
-            with m.If(fill_g == groups - 1):
-                m.d.sync += [fill_g.eq(0), wb.eq(~wb), full.bit_select(wb, 1).eq(1),
-                             bank_first.bit_select(wb, 1).eq(
-                                 Mux(fill_g == 0, i.payload.first, fill_first)),
-                             bank_last.bit_select(wb, 1).eq(i.payload.last)]
+        widx = Signal(range(sf_max))
+        g = Signal(range(groups))
+        pix_first, pix_last = Signal(), Signal()
+        m.d.comb += [emit.eq((count >= wu) & ~full.bit_select(wb, 1)),
+                     left.eq(Mux(emit, count - wu, count)),
+                     i.ready.eq(left < wu),
+                     accept.eq(i.valid & i.ready),
+                     wr.addr.eq(Mux(wb, sf_max + widx, widx)),
+                     wr.data.eq(stage[:word_bits]),
+                     wr.en.eq(emit)]
+        m.d.sync += [stage.eq(Mux(emit, stage >> word_bits, stage)),
+                     count.eq(left + Mux(accept, bu, 0))]
+        with m.If(accept):
+            with m.Switch(left):  # accept implies left < wu: the default is left == wu - 1
+                for k in range(wu):
+                    with (m.Case(k) if k < wu - 1 else m.Default()):
+                        m.d.sync += stage[k * unit_bits:(k + bu) * unit_bits].eq(i.payload.data)
+            m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
+            with m.If(g == 0):
+                m.d.sync += pix_first.eq(i.payload.first)
+            with m.If(g == groups - 1):
+                m.d.sync += pix_last.eq(i.payload.last)
+        # The pixel's last word is written no earlier than the cycle the next pixel's first beat
+        # is taken, so pix_first / pix_last still hold this pixel's markers here.
+        with m.If(emit):
+            with m.If(widx == sf_max - 1):
+                m.d.sync += [widx.eq(0), wb.eq(~wb), full.bit_select(wb, 1).eq(1),
+                             bank_first.bit_select(wb, 1).eq(pix_first),
+                             bank_last.bit_select(wb, 1).eq(pix_last)]
             with m.Else():
-                m.d.sync += fill_g.eq(fill_g + 1)
+                m.d.sync += widx.eq(widx + 1)
 
-        # Replay: bank rb, NF passes of SF chunks, into the output register.
+        # Replay: bank rb, NF passes of SF words; the read port's data is the output payload.
         rb = Signal()
         nf = Signal(range(nf_max))
         sf = Signal(range(sf_max))
-        en = ~o.valid | o.ready
-        issue = Signal()
-        m.d.comb += issue.eq(en & full.bit_select(rb, 1))
-        chunk_bits = self.simd * self.width
-        chunk = Mux(rb, banks[1].word_select(sf, chunk_bits), banks[0].word_select(sf, chunk_bits))
+        en, issue = Signal(), Signal()
+        first, last = Signal(), Signal()
+        m.d.comb += [en.eq(~o.valid | o.ready), issue.eq(en & full.bit_select(rb, 1)),
+                     rd.addr.eq(Mux(rb, sf_max + sf, sf)), rd.en.eq(en),
+                     o.payload.data.eq(rd.data), o.payload.first.eq(first),
+                     o.payload.last.eq(last)]
         with m.If(en):
             m.d.sync += o.valid.eq(issue)
         final = step_replay(m, issue, full, rb, nf, sf, nf_max, sf_max)
         with m.If(issue):
-            m.d.sync += [o.payload.data.eq(chunk),
-                         o.payload.first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
-                         o.payload.last.eq(bank_last.bit_select(rb, 1) & final)]
+            m.d.sync += [first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
+                         last.eq(bank_last.bit_select(rb, 1) & final)]
         return m
 
 
@@ -172,18 +227,31 @@ class Conv2dStage(wiring.Component):
         super().__init__({
             "i": In(activation_signature(in_lanes, in_width, signed_data=in_signed)),
             "o": Out(activation_signature(out_lanes, out_bits, signed_data=out_signed))})
+        #: observation only: the MVU's ``mac_active`` and ``weight_read_en`` (`MatrixVectorUnit`)
+        self.mac_active, self.weight_read_en = Signal(), Signal()
 
     @property
     def cycles_per_sample(self) -> int:
         """Designed cycles per sample on a back-to-back stream (no back-pressure): the largest of
         compute (``NF*SF`` per pixel, plus the window's warm-up of ``(W+4)*G`` steps at a sample
         boundary beyond the two pixels the buffer holds), the window's ``(H+1)*(W+1)*G`` steps,
-        and the output's ``Cout/out_lanes`` beats per pixel."""
+        the buffer's fill, and the output's ``Cout/out_lanes`` beats per pixel.
+
+        Fill: the buffer writes one word a cycle, so a pixel takes ``max(SF, G)`` cycles, and the
+        window's non-emitting steps (G at the start of each row, ``(W+2)*G`` across a sample
+        boundary) stall it unless covered by the beats its staging register and the window's
+        output register hold: ``2*(9*lanes - simd)/simd`` cycles of writes. (It matters when
+        ``NF = 1``: writing then runs as fast as replaying.)"""
         c, h, w = self.shape
         groups = c // self.in_lanes
         fold = self.nf * self.sf
         compute = h * w * fold + max(0, (w + 4) * groups - 2 * fold)
-        return max(compute, (h + 1) * (w + 1) * groups, h * w * self.out_shape[0] // self.out_lanes)
+        beat = KERNEL * KERNEL * self.in_lanes
+        hide = max(0, 2 * (beat - self.simd) // self.simd)
+        fill = (h * w * max(self.sf, groups) + (h - 1) * max(0, groups - hide)
+                + max(0, (w + 2) * groups - hide))
+        return max(compute, (h + 1) * (w + 1) * groups, fill,
+                   h * w * self.out_shape[0] // self.out_lanes)
 
     @property
     def initiation_interval(self) -> float:
@@ -196,10 +264,22 @@ class Conv2dStage(wiring.Component):
         """Cycles from the cycle a sample's first input beat is accepted to the cycle its first
         output beat is valid (no stalls, idle pipeline): the window's step for pixel (1, 1)
         group G-1 comes ``(W+3)*G - 1`` steps later (one padding step per group in row 0), then
-        window (2), buffer (2), one MVU pass of SF chunks and its pipeline (``MVU_LATENCY``)."""
+        window (2), buffer (2 after the pixel's last word is written: `_fill_schedule`, the
+        word written ``fill - (G - 1)`` cycles after the last beat would have been taken at one
+        beat a cycle), one MVU pass of SF chunks and its pipeline (``MVU_LATENCY``)."""
         c, h, w = self.shape
         groups = c // self.in_lanes
-        return (w + 3) * groups - 1 + 2 + 2 + self.sf + MVU_LATENCY - 1
+        return (w + 3) * groups - 1 + 2 + 2 + self._fill_delay + self.sf + MVU_LATENCY - 1
+
+    @property
+    def _fill_delay(self) -> int:
+        """Cycles the buffer's gearbox adds to a pixel over taking one beat a cycle and
+        releasing the bank on the next: its last word is written ``fill`` cycles after its
+        first beat is taken (`_fill_schedule`), against ``G - 1`` cycles."""
+        groups = self.shape[0] // self.in_lanes
+        beat = KERNEL * KERNEL * self.in_lanes
+        u = math.gcd(beat, self.simd)
+        return _fill_schedule(groups, beat // u, self.simd // u) - (groups - 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -221,6 +301,8 @@ class Conv2dStage(wiring.Component):
             shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
         wiring.connect(m, window.o, buffer.i)
         wiring.connect(m, buffer.o, mvu.i)
+        m.d.comb += [self.mac_active.eq(mvu.mac_active),
+                     self.weight_read_en.eq(mvu.weight_read_en)]
         wiring.connect(m, wiring.flipped(self.i), window.i)
         if self.out_lanes == self.pe:
             wiring.connect(m, mvu.o, wiring.flipped(self.o))

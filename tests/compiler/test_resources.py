@@ -5,8 +5,8 @@ import pytest
 from amaranth.back import verilog
 
 from exitgate.compiler import resources as rm
-from exitgate.compiler.resources import (FAMILIES, KINDS, Resources, bram_tiles, estimate_block,
-                                         load_model, map_memory)
+from exitgate.compiler.resources import (FAMILIES, KINDS, Resources, block_features, bram_tiles,
+                                         estimate_block, load_model, map_memory)
 
 
 def _conv(pe, simd, **kw):
@@ -107,3 +107,24 @@ def test_small_block_matches_yowasp_synthesis():
     assert est.bram == syn["bram"] and est.dsp == syn["dsp"] == 0
     assert abs(est.lut - syn["lut"]) <= 0.15 * syn["lut"], (est, syn)
     assert abs(est.ff - syn["ff"]) <= 0.15 * syn["ff"], (est, syn)
+
+
+def test_conv_window_buffer_is_one_memory_not_register_banks():
+    """The digits model's 16 -> 32 channel conv on 4x4 at PE 1 x SIMD 1: the weights (4608 x 8,
+    9 tiles), the window's line buffer (64 x 16, 1 tile) and the window buffer's two banks of
+    144 one-value words (288 x 8, 1 tile) are the block RAM; the banks' 2 x 9 x 16 x 8 bits are
+    no longer flip-flops."""
+    p = dict(shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=1, simd=1,
+             acc_width=21, bias_width=11, out_bits=8, out_lanes=1)
+    assert bram_tiles(288, 8, "ice40") == bram_tiles(64, 16, "ice40") == 1
+    est = estimate_block("conv", "ice40", **p)
+    assert est.bram == bram_tiles(4608, 8, "ice40") + 2 == 11
+    assert est.ff < 2 * 9 * 16 * 8
+    # SIMD 16: 2 x 9 words of 128 bits, block RAM by yosys' costs (8 tiles = 512 against 2304
+    # bits of flip-flops); SIMD 144 (the whole pixel a word): 2 words, cheaper in logic
+    wide = block_features("conv", "ice40", **{**p, "simd": 16})
+    assert wide.bram == bram_tiles(288, 128, "ice40") + 1 + bram_tiles(18, 128, "ice40")
+    assert "ram_bits" not in wide.f
+    whole = block_features("conv", "ice40", **{**p, "simd": 144})
+    assert whole.f["ram_bits"] == 2 * 144 * 8
+    assert whole.bram == 1   # the line buffer (the 32-word weight ROM is cheaper in LUTs)

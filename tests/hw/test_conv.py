@@ -34,6 +34,8 @@ CONFIGS = [
     (3, 3, 3, 2, 2, 27, 3, 2, False, 2, -1, 6, True, False),
     (4, 6, 6, 4, 4, 4, 4, 2, False, 4, 3, 4, False, True),
     (2, 5, 3, 2, 1, 18, 2, 1, True, 3, 0, 8, True, True),
+    (3, 3, 4, 2, 1, 1, 1, 1, False, 8, 7, 8, False, True),   # one value a word: 9 per beat
+    (4, 3, 4, 4, 2, 36, 1, 2, True, 5, 5, 8, True, False),   # four beats a word
 ]
 
 
@@ -59,10 +61,15 @@ THROUGHPUT = [
     dict(c=2, h=6, w=6, cout=4, pe=2, simd=6, in_lanes=1, out_lanes=2),
     dict(c=2, h=5, w=6, cout=2, pe=2, simd=18, in_lanes=2, out_lanes=2),
     dict(c=2, h=4, w=4, cout=6, pe=3, simd=9, in_lanes=1, out_lanes=1),
+    # fill-bound (NF = 1, beats split into several words): the buffer's writes and the window's
+    # non-emitting steps, not the replay, set the pace
+    dict(c=6, h=3, w=4, cout=3, pe=3, simd=6, in_lanes=1, out_lanes=3),
+    dict(c=4, h=4, w=4, cout=1, pe=1, simd=1, in_lanes=1, out_lanes=1),
 ]
 
 
-@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "window", "serialiser"])
+@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "window", "serialiser", "fill",
+                                               "fill-simd1"])
 def test_conv_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(7)
     dut, _, _ = _make(rng, p["c"], p["h"], p["w"], p["cout"], weight_bits=4, in_signed=False,
