@@ -52,9 +52,13 @@ class Exploration:
     samples_per_cycle: float  # stream model on the exit sequence
 
 
-def _fits(res: dict, budget: dict, cap: float) -> str | None:
-    for key in ("lut", "ff", "dsp", "bram"):
-        if key in budget and res.get(key, 0) > budget[key] * cap:
+def _cap(cap: float | dict, key: str) -> float:
+    return cap[key] if isinstance(cap, dict) else cap
+
+
+def _fits(res: dict, budget: dict, cap: float | dict) -> str | None:
+    for key in ("lut", "ff", "dsp", "bram", "cells"):
+        if key in budget and res.get(key, 0) > budget[key] * _cap(cap, key):
             return key
     return None
 
@@ -94,18 +98,21 @@ def _next_folds(stage: Stage, limit: int = 12) -> list[Fold]:
 
 
 def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
-            estimate: Callable[[HwGraph], dict], cap: float = 0.85, depth: int = 4,
+            estimate: Callable[[HwGraph], dict], cap: float | dict = 0.85, depth: int = 4,
             max_steps: int = 400) -> Exploration:
     """Greedy search (see module docstring). `exit_seq`: exit index per calibration sample
-    (all 0 for a one-exit baseline); `estimate(graph) -> {lut, ff, dsp, bram}`.
-    Raises ValueError naming the resource if even the smallest folding does not fit."""
+    (all 0 for a one-exit baseline); `estimate(graph) -> {lut, ff, dsp, bram}`; ``cap``: the
+    usable fraction of the budget, one number or one per resource
+    (`exitgate.boards.profiles.Budget.caps`). Raises ValueError naming the resource if even the
+    smallest folding does not fit."""
     folds = {s.name: Fold(1, 1, 1) for s in graph.stages if s.kind in ("conv", "linear")}
     g = graph.with_folds(folds)
     res = estimate(g)
     over = _fits(res, budget, cap)
     if over:
-        raise ValueError(f"the smallest folding needs {res[over]} {over.upper()}, more than "
-                         f"{cap:.0%} of the board's {budget[over]}")
+        what = "logic cells (LUT + unpaired FF, estimated)" if over == "cells" else over.upper()
+        raise ValueError(f"the smallest folding needs {res[over]} {what}, more than "
+                         f"{_cap(cap, over):.0%} of the board's {budget[over]}")
     levels = graph.exits
     fractions = level_fractions(exit_seq, levels)
 

@@ -19,12 +19,16 @@ from ..runs import atomic_write, prepare_step, read_json, require_step, write_js
 from .codegen import Accelerator, emit_verilog
 from .dse import explore
 from .graph import HwGraph, baseline, lower
-from .perf import analytic_throughput, level_fractions, level_times, path_latency
+from .perf import (analytic_throughput, level_fractions, level_holds, level_times,
+                   path_latency, steady_throughput)
 
 __all__ = ["run_compile", "exit_sequence", "format_fold_table", "FLOW"]
 
 FLOW = ("lower", "baseline", "explore early-exit", "explore baseline", "codegen", "manifest")
 ID_WIDTH = 8
+#: conditional-buffer depths tried, largest first, when the user names none: a deeper buffer
+#: rides out longer runs of hard samples (`perf.stream_throughput`) but costs block RAM
+BUFFER_DEPTHS = (16, 8, 4, 2)
 
 
 def exit_sequence(ir, weights, thresholds, dataset: str | None, rates=None,
@@ -81,14 +85,16 @@ def format_fold_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = False,
-                buffer_depth: int = 16, log=print) -> dict:
-    from ..boards.profiles import get_board
-    from .resources import estimate_design
+def run_compile(run: Path, board_name: str | None = None, *, force: bool = False,
+                buffer_depth: int | None = None, log=print) -> dict:
+    """Compile a trained RUN for a board (see module docstring). ``buffer_depth``: samples each
+    conditional buffer holds; None: the largest of `BUFFER_DEPTHS` at which both designs fit."""
+    from ..boards.profiles import DEFAULT_BOARD, get_board
+    from .resources import Resources, estimate_design, logic_cells
 
     run = Path(run)
     require_step(run, "train")
-    board = get_board(board_name)
+    board = get_board(board_name or DEFAULT_BOARD)
     prepare_step(run, "compile", force)
     t0 = time.perf_counter()
     ir, weights = load_ir(run)
@@ -100,19 +106,35 @@ def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = Fals
     graph = lower(ir, weights)
     base_graph = baseline(graph)
     budget = {k: getattr(board.budget, k) for k in ("lut", "ff", "dsp", "bram")}
-    cap = board.budget.cap
+    caps = {k: c for k, c in board.budget.caps().items() if k in budget}
+    if logic_cells(Resources(), board.family) is not None:   # LUT+FF share cells (iCE40)
+        budget["cells"], caps["cells"] = board.budget.lut, board.budget.cap
     family = board.family
 
-    def est(g):
-        return estimate_design(g, weights, family, buffer_depth=buffer_depth).as_dict()
+    requested = buffer_depth
+    rejected = {}
+    for buffer_depth in ([requested] if requested is not None else BUFFER_DEPTHS):
+        def est(g, depth=buffer_depth):
+            r = estimate_design(g, weights, family, buffer_depth=depth)
+            cells = logic_cells(r, family)
+            return r.as_dict() | ({} if cells is None else {"cells": cells})
 
-    try:
-        ee = explore(graph, weights, seq, budget, est, cap=cap, depth=buffer_depth)
-        bl = explore(base_graph, weights, np.zeros(len(seq), dtype=int), budget, est, cap=cap,
-                     depth=buffer_depth)
-    except ValueError as e:
-        raise ExitgateError(f"the design does not fit {board.name}: {e}; try a larger board "
-                            f"(`--board ulx3s-85f`) or a smaller model") from None
+        try:
+            ee = explore(graph, weights, seq, budget, est, cap=caps, depth=buffer_depth)
+            bl = explore(base_graph, weights, np.zeros(len(seq), dtype=int), budget, est,
+                         cap=caps, depth=buffer_depth)
+            break
+        except ValueError as e:
+            rejected[str(buffer_depth)] = str(e)
+    else:
+        tried = "" if requested is not None else \
+            f" at any buffer depth ({', '.join(map(str, BUFFER_DEPTHS))}; at {buffer_depth})"
+        raise ExitgateError(f"the design does not fit {board.name}{tried}: "
+                            f"{rejected[str(buffer_depth)]}; try a larger board "
+                            f"(`--board ulx3s-85f`) or a smaller model")
+    if rejected:
+        log(f"buffer depth {buffer_depth}: deeper buffers do not fit {board.name} "
+            f"({'; '.join(f'{d}: {why}' for d, why in rejected.items())})")
     regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
     hw = run / "hw"
     acc = Accelerator(ee.graph, weights, regs, buffer_depth=buffer_depth, id_width=ID_WIDTH)
@@ -124,13 +146,21 @@ def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = Fals
     costs = calib.get("exit_macs")
     work = sum(float((seq == k).mean()) * costs[k] for k in range(len(ir.exits))) / costs[-1] \
         if costs else 1.0
-    spc, bspc = ee.samples_per_cycle, bl.samples_per_cycle
+    # the model as `exitgate sim` measures: steady state, buffer slots freed when the next level
+    # has read the sample (the DSE ranks foldings with the cheaper all-samples form)
+    ee_times = level_times(ee.timings, len(ir.exits))
+    spc = steady_throughput(ee_times, seq, buffer_depth,
+                            level_holds(ee.graph, weights, ee_times))
+    bspc = steady_throughput(level_times(bl.timings, 1), np.zeros(len(seq), dtype=int),
+                             buffer_depth)
     manifest = {
         "board": board.name, "family": family, "device": board.device,
         "clock_mhz": board.clock_mhz,
-        "budget": budget, "utilisation_cap": cap,
+        "budget": budget, "utilisation_cap": board.budget.cap, "utilisation_caps": caps,
         "flow": list(FLOW),
         "id_width": ID_WIDTH, "buffer_depth": buffer_depth,
+        "buffer_depth_choice": {"requested": requested, "tried": list(BUFFER_DEPTHS)
+                                if requested is None else [requested], "rejected": rejected},
         "thresholds": {"values": thresholds, "registers": regs},
         "sizing": {"exit_sequence": seq_source, "level_fractions": fr,
                    "stopped": {"early_exit": ee.limited_by, "baseline": bl.limited_by}},
@@ -172,22 +202,27 @@ def run_compile(run: Path, board_name: str = "icebreaker", *, force: bool = Fals
     return manifest
 
 
-def load_design(run: Path, which: str = "early_exit", taps: bool = False):
-    """Rebuild the Accelerator that `exitgate compile` emitted, from RUN/hw/manifest.json
-    (``taps=True``: the same design plus observation ports on the logits, for simulation)."""
+def load_graph(run: Path, which: str = "early_exit"):
+    """(folded HwGraph, weights, manifest) of the design `exitgate compile` emitted."""
     from .graph import Fold
 
     run = Path(run)
     require_step(run, "compile")
     m = read_json(run / "hw" / "manifest.json")
     ir, weights = load_ir(run)
-    graph = lower(ir, weights)
-    rows = m["stages"]
-    regs = m["thresholds"]["registers"]
+    graph, rows = lower(ir, weights), m["stages"]
     if which == "baseline":
-        graph, rows, regs = baseline(graph), m["baseline"]["stages"], []
+        graph, rows = baseline(graph), m["baseline"]["stages"]
     folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
-    return Accelerator(graph.with_folds(folds), weights, regs, buffer_depth=m["buffer_depth"],
+    return graph.with_folds(folds), weights, m
+
+
+def load_design(run: Path, which: str = "early_exit", taps: bool = False):
+    """Rebuild the Accelerator that `exitgate compile` emitted, from RUN/hw/manifest.json
+    (``taps=True``: the same design plus observation ports on the logits, for simulation)."""
+    graph, weights, m = load_graph(run, which)
+    regs = m["thresholds"]["registers"] if which != "baseline" else []
+    return Accelerator(graph, weights, regs, buffer_depth=m["buffer_depth"],
                        id_width=m["id_width"], taps=taps), m
 
 

@@ -28,7 +28,8 @@ from .codegen import build_blocks
 from .graph import HwGraph
 
 __all__ = ["StageTiming", "stage_timings", "level_times", "analytic_throughput",
-           "stream_throughput", "path_latency", "level_fractions"]
+           "stream_schedule", "stream_throughput", "steady_rate", "steady_throughput",
+           "level_holds", "path_latency", "level_fractions"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,13 @@ def analytic_throughput(times: list[int], fractions: list[float]) -> float:
     return 1.0 / max(f * t for f, t in zip(fractions, times))
 
 
-def stream_throughput(times: list[int], exits: np.ndarray, depth: int) -> float:
-    """Samples per cycle for a concrete exit sequence (exit index per sample), buffer depth D."""
+def stream_schedule(times: list[int], exits, depth: int, holds: list[int] | None = None
+                    ) -> np.ndarray:
+    """Cycle at which each sample of a concrete exit sequence (exit index per sample) leaves its
+    exit's level, with buffer depth D (the recursion in the module docstring). holds[k]: cycles
+    from level k starting a sample until it has read the sample's last beat out of the buffer
+    before it (default: its whole server time T_k; see `level_holds`)."""
+    holds = list(times) if holds is None else list(holds)
     levels = len(times)
     n = len(exits)
     start = np.zeros((levels, n))
@@ -101,11 +107,52 @@ def stream_throughput(times: list[int], exits: np.ndarray, depth: int) -> float:
             done[k, i] = t + times[k]
             last[k] = t
         for k in range(min(int(e) + 1, levels - 1)):
-            t = done[k, i] if k == e else start[k + 1, i] + times[k + 1]
+            t = done[k, i] if k == e else start[k + 1, i] + holds[k + 1]
             # slots are a ring, freed in order: a slot is reusable once all earlier ones are
             free[k].append(max(t, free[k][-1]) if free[k] else t)
-    finish = max(done[int(e), i] for i, e in enumerate(exits))
-    return n / finish
+    return np.array([done[int(e), i] for i, e in enumerate(exits)])
+
+
+def stream_throughput(times: list[int], exits, depth: int, holds: list[int] | None = None
+                      ) -> float:
+    """Samples per cycle for a concrete exit sequence (exit index per sample), buffer depth D:
+    all samples over the cycles until the last one leaves."""
+    return len(exits) / float(stream_schedule(times, exits, depth, holds).max())
+
+
+def steady_rate(done) -> tuple[float, list[int]]:
+    """Steady-state samples per cycle from completion cycles: the samples completed over the
+    middle half of the run (by completion order) divided by the cycles between them, so that
+    pipeline fill and drain do not count. The definition `exitgate.sim` measures with; returns
+    the rate and the [lo, hi] completion ranks of the window."""
+    done = np.sort(np.asarray(done, dtype=float))
+    n = len(done)
+    if n == 0:
+        raise ValueError("no completions")
+    lo, hi = n // 4, n - 1 - n // 4
+    if hi > lo and done[hi] > done[lo]:
+        return (hi - lo) / float(done[hi] - done[lo]), [lo, hi]
+    return n / float(done[-1] + 1), [0, n - 1]
+
+
+def steady_throughput(times: list[int], exits, depth: int, holds: list[int] | None = None
+                      ) -> float:
+    """`steady_rate` of the modelled schedule: what the model predicts `exitgate sim` measures as
+    ``throughput.samples_per_cycle`` for the same exit sequence."""
+    return steady_rate(stream_schedule(times, exits, depth, holds))[0]
+
+
+def level_holds(graph: HwGraph, weights: dict, times: list[int]) -> list[int]:
+    """Per level: how long after starting a sample its first stage has accepted the sample's
+    last input beat (`_edges`), i.e. when the conditional buffer in front of it frees the
+    sample's slot; never more than the level's server time. Level 0 reads no buffer."""
+    blocks, _ = build_blocks(graph, weights, analysis=True)
+    holds = list(times)
+    for st in graph.stages:
+        k = graph.buffer_before(st)
+        if k is not None and st.kind in ("conv", "pool", "linear"):
+            holds[st.level] = min(times[st.level], _edges(blocks[st.name], st.kind)[0])
+    return holds
 
 
 def _edges(blk, kind: str) -> tuple[int, int]:

@@ -9,8 +9,8 @@ from exitgate.errors import ExitgateError
 
 
 def test_list_and_default():
-    assert list_boards() == ["icebreaker", "arty-a7-35", "ulx3s-85f"]
-    assert get_board().name == "icebreaker"
+    assert list_boards() == ["ulx3s-85f", "arty-a7-35", "icebreaker"]
+    assert get_board().name == "ulx3s-85f"
     board = get_board("icebreaker")
     assert get_board(board) is board
 
@@ -30,6 +30,16 @@ def test_profile_data(name, family, device, clock, lut, bram, bram_bits):
     assert platform.default_clk_frequency == clock * 1e6
     usable = board.budget.usable()
     assert usable["lut"] == int(lut * board.budget.cap) and 0 < board.budget.cap <= 1
+    assert usable["bram"] == int(bram * board.budget.hard_cap)
+
+
+def test_usable_caps_logic_but_not_hard_blocks():
+    budget = get_board("icebreaker").budget
+    assert budget.caps() == {"lut": 0.85, "ff": 0.85, "dsp": 1.0, "bram": 1.0, "spram": 1.0}
+    assert budget.usable() == {"lut": 4488, "ff": 4488, "dsp": 8, "bram": 30, "spram": 4}
+    b = Budget(lut=1000, ff=2000, dsp=10, bram=20, bram_bits=4096, bram_primitive="X", spram=3,
+               cap=0.5, hard_cap=0.9)
+    assert b.usable() == {"lut": 500, "ff": 1000, "dsp": 9, "bram": 18, "spram": 2}
 
 
 def test_uart_pins_come_from_the_platform():
@@ -46,10 +56,12 @@ def test_profiles_are_frozen():
 
 def test_unknown_board_lists_the_boards():
     with pytest.raises(ExitgateError,
-                       match=r"unknown board 'de10': use one of icebreaker, arty-a7-35, ulx3s-85f"):
+                       match=r"unknown board 'de10': use one of ulx3s-85f, arty-a7-35, icebreaker"):
         get_board("de10")
 
 
 def test_budget_cap_validated():
-    with pytest.raises(ValueError, match=r"cap must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"^cap must be in \(0, 1\], got 1.5"):
         Budget(lut=1, ff=1, dsp=0, bram=0, bram_bits=4096, bram_primitive="X", cap=1.5)
+    with pytest.raises(ValueError, match=r"^hard_cap must be in \(0, 1\], got 0"):
+        Budget(lut=1, ff=1, dsp=0, bram=0, bram_bits=4096, bram_primitive="X", hard_cap=0)

@@ -26,9 +26,15 @@ def test_compile_writes_both_designs_and_the_manifest(compiled):
     assert 1 < p["speedup"] <= p["ideal_speedup"] * 1.05
     assert [e["index"] for e in p["exits"]] == [0, 1]
     assert p["exits"][0]["latency_cycles"] < p["exits"][1]["latency_cycles"]
+    caps = m["utilisation_caps"]
+    assert caps == {"lut": 0.85, "ff": 0.85, "dsp": 1.0, "bram": 1.0}
     for k in ("lut", "ff", "dsp", "bram"):
-        assert 0 <= m["resources"]["estimated"][k] <= m["budget"][k] * m["utilisation_cap"]
-        assert 0 <= m["resources"]["baseline_estimated"][k] <= m["budget"][k] * m["utilisation_cap"]
+        assert 0 <= m["resources"]["estimated"][k] <= m["budget"][k] * caps[k]
+        assert 0 <= m["resources"]["baseline_estimated"][k] <= m["budget"][k] * caps[k]
+    # no --buffer-depth: the largest that fits, and the ULX3S has room for the largest
+    assert m["buffer_depth"] == 16
+    assert m["buffer_depth_choice"] == {"requested": None, "tried": [16, 8, 4, 2],
+                                        "rejected": {}}
     assert m["interface"]["ctrl"]["modes"]["1"] == "never exit"
 
 
@@ -38,7 +44,8 @@ def test_design_too_large_for_the_board_names_the_resource(trained_run, capsys, 
     assert main(["compile", str(run), "--board", "icebreaker", "--buffer-depth", "16"]) == 1
     err = capsys.readouterr().err
     assert "does not fit icebreaker: the smallest folding needs" in err
-    assert "more than 85% of the board's" in err and "--board ulx3s-85f" in err
+    # at depth 16 the conditional buffer's block RAM is what does not fit (hard blocks: 100%)
+    assert "BRAM, more than 100% of the board's 30" in err and "--board ulx3s-85f" in err
 
 
 def test_compile_refuses_to_overwrite(compiled, capsys):
@@ -61,3 +68,42 @@ def test_missing_train_step(tmp_path, capsys):
     (tmp_path / "r").mkdir()
     assert main(["compile", str(tmp_path / "r")]) == 1
     assert "train.json is missing: run `exitgate train --out" in capsys.readouterr().err
+
+
+def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
+    """Without --buffer-depth the compiler tries 16, 8, 4, 2 and keeps the first at which both
+    designs fit: on a board whose block RAM holds the smallest folding at depth 4 but not 8,
+    that is 4, and the deeper ones are recorded as rejected for block RAM."""
+    import dataclasses
+
+    from exitgate.boards.profiles import get_board
+    from exitgate.compiler.flow import run_compile
+    from exitgate.compiler.graph import Fold, lower
+    from exitgate.compiler.resources import estimate_design
+    from exitgate.quant.ir import load_ir
+
+    ir, weights = load_ir(trained_run[0])
+    g = lower(ir, weights)
+    g = g.with_folds({s.name: Fold(1, 1, 1) for s in g.stages if s.kind in ("conv", "linear")})
+    bram = {d: estimate_design(g, weights, "ice40", buffer_depth=d).bram for d in (16, 8, 4)}
+    assert bram[16] > bram[8] > bram[4]
+    board = get_board("icebreaker")
+    small = dataclasses.replace(board, budget=dataclasses.replace(
+        board.budget, lut=100_000, ff=100_000, bram=bram[4]))
+    run = tmp_path / "r"
+    shutil.copytree(trained_run[0], run)
+    logged = []
+    m = run_compile(run, small, log=logged.append)
+    assert m["buffer_depth"] == 4
+    choice = m["buffer_depth_choice"]
+    assert choice["requested"] is None and list(choice["rejected"]) == ["16", "8"]
+    assert all("BRAM" in why for why in choice["rejected"].values())
+    assert m["resources"]["estimated"]["bram"] <= bram[4]
+    assert any("buffer depth 4" in line for line in logged)
+    # an explicit depth is kept, and refused if it does not fit
+    m8 = run_compile(run, dataclasses.replace(small, budget=dataclasses.replace(
+        small.budget, bram=bram[8])), force=True, buffer_depth=8, log=logged.append)
+    assert m8["buffer_depth"] == 8 and m8["buffer_depth_choice"]["rejected"] == {}
+    with pytest.raises(Exception, match=r"does not fit icebreaker: the smallest folding needs "
+                                        rf"{bram[16]} BRAM, more than 100% of the board's"):
+        run_compile(run, small, force=True, buffer_depth=16)

@@ -61,3 +61,13 @@ def test_exploration_refuses_what_cannot_fit(graph):
     with pytest.raises(ValueError, match=r"smallest folding needs 4 DSP, more than 100% of the "
                                          r"board's 3"):
         explore(g, w, np.zeros(10, int), {"dsp": 3}, _mults, cap=1.0)
+
+
+def test_exploration_caps_each_resource(graph):
+    g, w = graph
+    caps = {"lut": 0.85, "ff": 0.85, "dsp": 0.5, "bram": 1.0}
+    ee = explore(g, w, np.zeros(50, int), {"dsp": 24}, _mults, cap=caps)
+    assert 4 < _mults(ee.graph)["dsp"] <= 12 and ee.limited_by == "budget: DSP"
+    with pytest.raises(ValueError, match=r"smallest folding needs 4 DSP, more than 50% of the "
+                                         r"board's 6"):
+        explore(g, w, np.zeros(10, int), {"dsp": 6}, _mults, cap=caps)
