@@ -10,6 +10,12 @@ Wiring (per exit k, level k = samples that continued past exits 0..k-1):
                                        -> ExitMerge input k            (if the sample exits)
                                        -> id FIFO -> IdTagger_{k+1}    (if it continues)
 
+With ``taps=True`` the accelerator also counts its own activity (`activity_units`): per stage,
+per conditional buffer and per decision unit, the handshakes on its input and output streams,
+its MAC-active cycles and weight-ROM read enables, and the cycles it was active, in 40-bit
+counters on the observation-only output port ``activity`` (Verilog ports
+``activity__<unit>__<counter>``). The synthesised design (``taps=False``) has none of it.
+
 Sample ids come from a counter at exit 0 (every sample reaches it, in order) and travel to later
 exits through the id FIFOs. The final exit's decision unit runs in always-exit mode; `ctrl`
 writes to the final exit are ignored (a sample must always leave somewhere).
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -36,7 +42,11 @@ from ..hw.stream import activation_layout, activation_signature, beats_of
 from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
 from .graph import HwGraph, Stage
 
-__all__ = ["Accelerator", "build_block", "build_blocks", "emit_verilog"]
+__all__ = ["Accelerator", "build_block", "build_blocks", "emit_verilog", "activity_units",
+           "ACTIVITY_WIDTH"]
+
+#: bits of each activity counter (taps only): 2**40 cycles is > 12 hours at 25 MHz
+ACTIVITY_WIDTH = 40
 
 
 def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool):
@@ -57,6 +67,29 @@ def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_sig
     if stage.kind == "pool":
         return MaxPool2x2(stage.in_shape, lanes=in_lanes, width=in_bits, signed_data=in_signed)
     raise ValueError(f"no block for stage kind {stage.kind}")
+
+
+def activity_units(graph: HwGraph) -> dict[str, tuple[str, ...]]:
+    """The activity counters of an accelerator built with ``taps=True``: {unit: counters}.
+
+    Units: every conv/linear/pool stage (``in``, ``out``: beats accepted / sent; ``active``:
+    cycles with an input or output handshake or a MAC step; conv/linear also ``mac``: cycles in
+    which the MVU performs PE x SIMD multiply-accumulates, and ``wrom_en``: cycles the weight ROM
+    is read-enabled), every decision unit ``d<k>`` (``in``: logits accepted, ``out``: decisions
+    made), every conditional buffer ``cbuf<k>`` (``in``: beats written, ``out``: beats read out
+    for the next segment, ``active``) and ``all`` (``cycles`` since reset)."""
+    units = {}
+    for st in graph.stages:
+        if st.kind == "decision":
+            units[st.name] = ("in", "out")
+            continue
+        units[st.name] = ("in", "out", "active") + (("mac", "wrom_en") if st.kind in (
+            "conv", "linear") else ())
+        k = graph.buffer_before(st)
+        if k is not None:
+            units[f"cbuf{k}"] = ("in", "out", "active")
+    units["all"] = ("cycles",)
+    return units
 
 
 def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
@@ -89,7 +122,9 @@ class Accelerator(wiring.Component):
     buffer holds. id_width: bits of the sample id. taps: also add, per exit k, an
     observation-only output port ``logits{k}`` (``valid``, ``ready``, ``payload``, all outputs)
     mirroring the logits stream entering ExitDecision k (payload {data: 1 signed logit, first,
-    last, id}; a logit moves on a cycle where valid and ready are both high), for benches.
+    last, id}; a logit moves on a cycle where valid and ready are both high), and the activity
+    counters of `activity_units` on an output port ``activity`` ({unit: {counter:
+    ACTIVITY_WIDTH}}), for benches.
     """
 
     def __init__(self, graph: HwGraph, weights: dict, thresholds: list[int], *,
@@ -109,6 +144,9 @@ class Accelerator(wiring.Component):
                                                signed_data=True, id_width=id_width)
                     members[f"logits{st.exit}"] = Out(wiring.Signature({
                         "valid": Out(1), "ready": Out(1), "payload": Out(layout)}))
+            members["activity"] = Out(wiring.Signature({
+                unit: Out(wiring.Signature({c: Out(ACTIVITY_WIDTH) for c in counters}))
+                for unit, counters in activity_units(graph).items()}))
             sig = wiring.Signature(members)
         super().__init__(sig)
 
@@ -134,6 +172,11 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, stream_out, fork.i)
                 for k, u in enumerate(users):
                     taps[(src, u.name)] = getattr(fork, f"o{k}")
+        events: dict[tuple[str, str], object] = {}  # (unit, counter) -> 1-bit event
+
+        def fire(s):
+            return s.valid & s.ready
+
         routers, merge_inputs = {}, {}
         id_sources = {0: None}
         for st in g.stages:
@@ -153,6 +196,7 @@ class Accelerator(wiring.Component):
             m.submodules[f"tag{k}"] = tag
             wiring.connect(m, taps[(st.src, st.name)], tag.i)
             wiring.connect(m, tag.o, dec.i)
+            events[(st.name, "in")], events[(st.name, "out")] = fire(tag.o), fire(dec.o)
             if self.taps:
                 tap = getattr(self, f"logits{k}")
                 m.d.comb += [tap.valid.eq(tag.o.valid), tap.ready.eq(tag.o.ready),
@@ -194,7 +238,19 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, src_stream, cb.i)
                 wiring.connect(m, routers[k].buffer, cb.decision)
                 src_stream = cb.o
+                events[(f"cbuf{k}", "in")], events[(f"cbuf{k}", "out")] = fire(cb.i), fire(cb.o)
+                events[(f"cbuf{k}", "active")] = fire(cb.i) | fire(cb.o)
             wiring.connect(m, src_stream, self.blocks[st.name].i)
+            blk = self.blocks[st.name]
+            events[(st.name, "in")], events[(st.name, "out")] = fire(blk.i), fire(blk.o)
+            active = fire(blk.i) | fire(blk.o)
+            if st.kind in ("conv", "linear"):
+                events[(st.name, "mac")] = blk.mac_active
+                events[(st.name, "wrom_en")] = blk.weight_read_en
+                active = active | blk.mac_active
+            events[(st.name, "active")] = active
+        if self.taps:
+            self._count_activity(m, events)
         res = self.results
         if g.exits == 1:  # a no-exit baseline: the final exit's results are the output
             src = routers[0].result
@@ -219,6 +275,17 @@ class Accelerator(wiring.Component):
                      res.payload.cls.eq(merge.o.payload.cls),
                      res.payload.confidence.eq(merge.o.payload.confidence)]
         return m
+
+
+    def _count_activity(self, m, events) -> None:
+        events[("all", "cycles")] = 1
+        for unit, counters in activity_units(self.graph).items():
+            port = getattr(self.activity, unit)
+            for c in counters:
+                event = Signal(name=f"act_{unit}_{c}")
+                m.d.comb += event.eq(events[(unit, c)])
+                reg = getattr(port, c)
+                m.d.sync += reg.eq(reg + event)
 
 
 def emit_verilog(accel: Accelerator, name: str = "exitgate_top") -> str:

@@ -189,6 +189,8 @@ class LinearStage(wiring.Component):
         super().__init__({
             "i": In(activation_signature(in_lanes, in_width, signed_data=in_signed)),
             "o": Out(out)})
+        #: observation only: the MVU's ``mac_active`` and ``weight_read_en`` (`MatrixVectorUnit`)
+        self.mac_active, self.weight_read_en = Signal(), Signal()
 
     @property
     def cycles_per_sample(self) -> int:
@@ -223,6 +225,8 @@ class LinearStage(wiring.Component):
             shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
         wiring.connect(m, wiring.flipped(self.i), buffer.i)
         wiring.connect(m, buffer.o, mvu.i)
+        m.d.comb += [self.mac_active.eq(mvu.mac_active),
+                     self.weight_read_en.eq(mvu.weight_read_en)]
         if self.out_lanes == self.pe:
             wiring.connect(m, mvu.o, wiring.flipped(self.o))
         else:

@@ -108,6 +108,12 @@ class MatrixVectorUnit(wiring.Component):
         else:
             out = activation_signature(pe, out_bits, signed_data=out_signed)
         super().__init__({"i": In(chunk_signature(simd, in_width, in_signed)), "o": Out(out)})
+        #: observation only (for activity counters): high on a cycle in which a chunk is taken,
+        #: i.e. ``pe * simd`` multiply-accumulates are performed and one weight-ROM word is used
+        self.mac_active = Signal()
+        #: observation only: the weight ROM's read enable (as built: high whenever the issue
+        #: stage may advance, also on cycles without a chunk)
+        self.weight_read_en = Signal()
 
     def _weight_init(self):
         w = self.matrix.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
@@ -136,6 +142,7 @@ class MatrixVectorUnit(wiring.Component):
                      en_1.eq(~s1_valid | ~s1_sf_last | en_2), i.ready.eq(en_1)]
         step = Signal()
         m.d.comb += step.eq(en_1 & i.valid)
+        m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(en_1)]
 
         # Issue: ROM addresses from the fold counters, chunk accepted.
         nf = Signal(range(nf_max))

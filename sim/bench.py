@@ -8,6 +8,8 @@ The Python side writes a JSON file named by ``EXITGATE_SIM_JSON``:
     results    number of results to wait for
     ctrl       packed ``ctrl`` words written (one cycle each, ``we`` set) after reset
     taps       names of the observation ports to monitor (``logits0``, ...)
+    activity   names of the activity counter ports (``activity__s0__mac``, ...), read once, one
+               cycle after the last result (so the last handshakes are counted)
     idle, stall, burst, burst_len, seed
                back-pressure: probability of an idle input cycle between beats, of
                ``results__ready`` low on a cycle, and of a long stall (``results__ready`` low for
@@ -172,9 +174,14 @@ class SystemBench:
                 await First(*wake, Timer(timeout * period, "step"))
                 skipped += 1
         wall = time.perf_counter() - w0
+        activity = {}
+        if cfg.get("activity"):
+            await RisingEdge(dut.clk)
+            await ro
+            activity = {name: _reader(getattr(dut, name))() for name in cfg["activity"]}
         return {"firsts": firsts, "results": results, "taps": tap_beats, "cycles": cycle,
                 "beats_sent": idx, "wall_s": wall, "sleeps": skipped,
-                "stalls": bursts}
+                "stalls": bursts, "activity": activity}
 
 
 @cocotb.test()

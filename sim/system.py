@@ -8,7 +8,8 @@ a dict with the keys of ``sim/results.json`` (ARCHITECTURE section 4) except the
 speedup keys of ``throughput``, which the caller fills from a second, baseline run.
 
 Port layouts come from the Verilog (``pixels__payload``, ``results__payload``, ``ctrl`` and, for
-a design generated with ``Accelerator(..., taps=True)``, the ``logits{k}__*`` observation ports)
+a design generated with ``Accelerator(..., taps=True)``, the ``logits{k}__*`` observation ports
+and the ``activity__<unit>__<counter>`` counters)
 and `exitgate.hw.interface`: results are {id, exit, cls, confidence} LSB first, ctrl is
 {we, exit, threshold, mode} LSB first with a 17-bit threshold field.
 
@@ -19,7 +20,10 @@ order) divided by the cycles between them, so pipeline fill and drain do not cou
 ``samples_per_cycle_overall`` is N / (cycles from the first pixel to the last result).
 ``per_sample[i]``: id (the sample's index in input order; the hardware id is id mod
 2**id_width), label, exit, cls, confidence, latency_cycles, first_cycle, result_cycle and, with
-taps, the logits at the exit the reference takes.
+taps, the logits at the exit the reference takes. ``activity`` (taps only): the design's
+activity counters read one cycle after the last result, {unit: {counter: count}} (see
+`exitgate.compiler.codegen.activity_units`); counted from reset, so the few cycles of reset and
+ctrl writes are in ``all.cycles``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class DesignPorts:
         if self.exit_w < 1 or self.id_w < 1:
             raise ValueError(f"port widths {widths} do not fit the accelerator interface "
                              f"with {classes} classes")
+        self.activity = sorted(p for p in widths if re.fullmatch(r"activity__\w+__\w+", p))
         self.taps = sorted((p[:-len("__payload")] for p in widths
                             if re.fullmatch(r"logits\d+__payload", p)),
                            key=lambda n: int(n[len("logits"):]))
@@ -212,7 +217,7 @@ def simulate(verilog_path, toplevel: str, samples, expected: list[dict], *,
     seen_path.unlink(missing_ok=True)
     cfg = {"beats": beats, "firsts": pixels_per_sample, "results": n,
            "ctrl": [ports.ctrl(int(k), int(t), int(m)) for k, t, m in (thresholds_writes or [])],
-           "taps": ports.taps, "idle": float(bp.get("idle", 0.0)),
+           "taps": ports.taps, "activity": ports.activity, "idle": float(bp.get("idle", 0.0)),
            "stall": float(bp.get("stall", 0.0)), "burst": float(bp.get("burst", 0.0)),
            "burst_len": int(bp.get("burst_len", 1)), "seed": int(bp.get("seed", 0)),
            "timeout": int(timeout_cycles), "out": str(seen_path)}
@@ -306,5 +311,15 @@ def _score(seen, ports, x, expected, labels, exit_index, wall, simulator, bp, wr
                  "cycles_per_s": cycles / sim_wall if sim_wall > 0 else None},
         "stimulus": {"backpressure": dict(bp), "ctrl_writes": [list(w) for w in (writes or [])]},
         "errors": errors,
+        "activity": _activity(seen.get("activity") or {}),
         "per_sample": per_sample,
     }
+
+
+def _activity(raw: dict) -> dict | None:
+    """{"activity__<unit>__<counter>": n} -> {unit: {counter: n}} (None without counters)."""
+    out: dict[str, dict] = {}
+    for name, value in raw.items():
+        _, unit, counter = name.split("__")
+        out.setdefault(unit, {})[counter] = int(value)
+    return out or None
