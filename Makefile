@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine (python3 + a C++ compiler):
-#   make run    set up .venv if needed, then run the main job on the default (digits)
+#   make run    set up .venv if needed, then run the main job on the default (digits,
+#               iCEBreaker): `exitgate flow`, which resumes and skips up-to-date steps
 #   make test   set up .venv if needed, then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,13 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/exitgate train --out $(RUN) --force
+	$(BIN)/exitgate flow --out $(RUN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
-	$(BIN)/python bench/quant_bench.py
+	$(BIN)/python bench/headline.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -68,6 +68,16 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _cmd_energy(args) -> int:
+    from .sim.energy import format_energy_table, run_energy
+
+    e, path = run_energy(Path(args.run), args.profile, force=args.force,
+                         sweep_limit=args.sweep_limit)
+    print(format_energy_table(e))
+    print(f"wrote {path}" + (f" and {e['figure']}" if e.get("figure") else ""))
+    return 0
+
+
 def _cmd_sim(args) -> int:
     from .sim.flow import format_sim_table, run_sim
 
@@ -79,7 +89,32 @@ def _cmd_sim(args) -> int:
     return 0 if not r["errors"] else 1
 
 
+def _cmd_flow(args) -> int:
+    from .flow import format_flow_table, run_flow
+
+    print(f"exitgate flow -> {args.out} (board {args.board}, simulator {args.simulator})")
+    r = run_flow(Path(args.out), config=args.config, dataset=args.dataset, board=args.board,
+                 mode=args.mode, simulator=args.simulator, limit=args.limit,
+                 profile=args.profile, buffer_depth=args.buffer_depth,
+                 build=not args.no_build, force=args.force, progress=not args.quiet)
+    print(format_flow_table(r))
+    print(f"wrote {args.out}/ (report: {args.out}/report.html)")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import format_report_summary, run_report
+
+    rep, page = run_report(Path(args.run), force=args.force)
+    print(format_report_summary(rep))
+    print(f"wrote {page}, {Path(args.run) / 'report.json'} and "
+          f"{len(rep['report']['plots'])} plots in {Path(args.run) / 'report'}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .boards.profiles import DEFAULT_BOARD, list_boards
+
     p = argparse.ArgumentParser(prog="exitgate", description="Early-exit CNNs from Brevitas QAT "
                                 "to verified FPGA hardware on an open toolchain.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -99,10 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="fold the IR onto a board's budget; emit the early-exit "
                        "accelerator and the same-budget baseline as Verilog, plus a manifest")
     c.add_argument("run", metavar="RUN", help="a RUN directory made by `exitgate train`")
-    c.add_argument("--board", default="icebreaker",
-                   help="target board (icebreaker, ulx3s-85f, arty-a7-35); default icebreaker")
-    c.add_argument("--buffer-depth", type=int, default=16,
-                   help="samples each conditional buffer holds (default 16)")
+    c.add_argument("--board", default=DEFAULT_BOARD,
+                   help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
+    c.add_argument("--buffer-depth", type=int,
+                   help="samples each conditional buffer holds (default: the largest of 16, 8, "
+                   "4, 2 that fits the board)")
     c.add_argument("--force", action="store_true", help="replace RUN/hw")
     c.set_defaults(func=_cmd_compile)
 
@@ -126,6 +162,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random idle input cycles and result back-pressure")
     s.add_argument("--force", action="store_true", help="replace existing results")
     s.set_defaults(func=_cmd_sim)
+
+    e = sub.add_parser("energy", help="energy per inference and per exit from the activity "
+                       "counted in simulation x a technology profile; threshold sweep")
+    e.add_argument("run", metavar="RUN")
+    e.add_argument("--profile", help="technology profile: asic45nm-horowitz, ecp5, ice40up5k "
+                   "(default: the compiled board's family)")
+    e.add_argument("--sweep-limit", type=int, help="samples per RTL-measured sweep point "
+                   "(default: all simulated samples)")
+    e.add_argument("--force", action="store_true", help="replace RUN/energy.json")
+    e.set_defaults(func=_cmd_energy)
+
+    f = sub.add_parser("flow", help="the whole flow: train, compile, sim, energy, build (where "
+                       "an open toolchain exists), report; resumes and skips up-to-date steps")
+    f.add_argument("--config", help="model/training TOML (default: built-in)")
+    f.add_argument("--dataset", help="digits (default), mnist:DIR, fashion-mnist:DIR, "
+                   "mnist-t10k:DIR")
+    f.add_argument("--mode", choices=["e2e", "ic-only"], help="training mode (default: config)")
+    f.add_argument("--board", default=DEFAULT_BOARD,
+                   help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
+    f.add_argument("--buffer-depth", type=int, help="samples each conditional buffer holds "
+                   "(default: the compiler's choice)")
+    f.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    f.add_argument("--limit", type=int, help="simulate only the first N test samples")
+    f.add_argument("--profile", help="energy technology profile (default: the board's family)")
+    f.add_argument("--no-build", action="store_true", help="skip the bitstream builds")
+    f.add_argument("--out", required=True, help="RUN directory (created, or resumed)")
+    f.add_argument("--force", action="store_true", help="redo every step, replacing results")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_cmd_flow)
+
+    r = sub.add_parser("report", help="every step's results in RUN/report.json and a "
+                       "self-contained RUN/report.html with plots")
+    r.add_argument("run", metavar="RUN")
+    r.add_argument("--force", action="store_true", help="replace an existing report")
+    r.set_defaults(func=_cmd_report)
     return p
 
 

@@ -34,9 +34,12 @@ def refuse_existing(run: Path, step: str) -> None:
     run = Path(run)
     existing = [a for a in STEPS[step][1] if (run / a).exists()]
     if existing:
+        marker = run / STEPS[step][0]
+        state = "" if marker.exists() else (" (incomplete: its marker " + STEPS[step][0]
+                                            + " is missing, so an earlier run was interrupted)")
+        where = ", or choose another --out" if step == "train" else ""
         raise ExitgateError(f"{run} already holds results of `exitgate {step}` "
-                            f"({', '.join(existing)}); use --force to replace them, or choose "
-                            "another --out")
+                            f"({', '.join(existing)}){state}; use --force to replace them{where}")
 
 
 def prepare_step(run: Path, step: str, force: bool) -> list[str]:

@@ -40,3 +40,47 @@ def compiled_run(trained_run, tmp_path_factory):
     shutil.copytree(trained_run[0], run)
     assert main(["compile", str(run), "--board", "ulx3s-85f"]) == 0
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sim_build_dir(tmp_path_factory):
+    """One simulator build cache for the session (also for `exitgate sim` run by tests, through
+    EXITGATE_SIM_CACHE): builds are keyed by the Verilog's hash, so every test simulating the
+    same design shares one Verilator build."""
+    import os
+    path = tmp_path_factory.mktemp("sim-builds")
+    old = os.environ.get("EXITGATE_SIM_CACHE")
+    os.environ["EXITGATE_SIM_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("EXITGATE_SIM_CACHE", None)
+    else:
+        os.environ["EXITGATE_SIM_CACHE"] = old
+
+
+SIMULATED_SAMPLES = 30
+
+
+@pytest.fixture(scope="session")
+def simulated_run(compiled_run, sim_build_dir, tmp_path_factory):
+    """A copy of the compiled run, simulated on the first SIMULATED_SAMPLES test samples
+    (Verilator) and through `exitgate energy`. Tests that change it must copy it first
+    (`copy_run`)."""
+    import shutil
+    from exitgate.cli import main
+    from exitgate.sim.flow import run_sim
+
+    run = tmp_path_factory.mktemp("simulated") / "run"
+    shutil.copytree(compiled_run, run, ignore=shutil.ignore_patterns(
+        "sim", "energy.json", "energy.png", "build", "report*"))
+    r, _ = run_sim(run, limit=SIMULATED_SAMPLES, build_dir=sim_build_dir, log=lambda *a: None)
+    assert r["errors"] == [] and r["activity"] and r["baseline"]["activity"]
+    assert main(["energy", str(run)]) == 0
+    return run
+
+
+def copy_run(src, dst):
+    """A copy of a RUN directory (the simulator builds it points to are shared, not copied)."""
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
