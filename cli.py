@@ -112,19 +112,28 @@ def _cmd_report(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .boards.profiles import DEFAULT_BOARD, list_boards
+def _model_args(p) -> None:
+    """--config, --dataset, --mode: what `train` and `flow` train."""
+    p.add_argument("--config", help="model/training TOML (default: the built-in digits config; "
+                   "lenet28 for 28x28 datasets)")
+    p.add_argument("--dataset", help="digits (default), mnist:DIR, fashion-mnist:DIR, "
+                   "mnist-t10k:DIR")
+    p.add_argument("--mode", choices=["e2e", "ic-only"], help="training mode (default: config)")
 
+
+def _board_arg(p) -> None:
+    from .boards.profiles import DEFAULT_BOARD, list_boards
+    p.add_argument("--board", default=DEFAULT_BOARD,
+                   help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exitgate", description="Early-exit CNNs from Brevitas QAT "
                                 "to verified FPGA hardware on an open toolchain.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     t = sub.add_parser("train", help="QAT-train a multi-exit CNN, export the integer IR, "
                        "check bit-exactness, calibrate thresholds")
-    t.add_argument("--config", help="model/training TOML (default: the built-in digits config; "
-                   "lenet28 for 28x28 datasets)")
-    t.add_argument("--dataset", help="digits (default), mnist:DIR, fashion-mnist:DIR, "
-                   "mnist-t10k:DIR")
-    t.add_argument("--mode", choices=["e2e", "ic-only"], help="training mode (default: config)")
+    _model_args(t)
     t.add_argument("--out", required=True, help="RUN directory to create")
     t.add_argument("--force", action="store_true", help="replace results already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -134,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="fold the IR onto a board's budget; emit the early-exit "
                        "accelerator and the same-budget baseline as Verilog, plus a manifest")
     c.add_argument("run", metavar="RUN", help="a RUN directory made by `exitgate train`")
-    c.add_argument("--board", default=DEFAULT_BOARD,
-                   help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
+    _board_arg(c)
     c.add_argument("--buffer-depth", type=int,
                    help="samples each conditional buffer holds (default: the largest of 16, 8, "
                    "4, 2 that fits the board)")
@@ -175,12 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("flow", help="the whole flow: train, compile, sim, energy, build (where "
                        "an open toolchain exists), report; resumes and skips up-to-date steps")
-    f.add_argument("--config", help="model/training TOML (default: built-in)")
-    f.add_argument("--dataset", help="digits (default), mnist:DIR, fashion-mnist:DIR, "
-                   "mnist-t10k:DIR")
-    f.add_argument("--mode", choices=["e2e", "ic-only"], help="training mode (default: config)")
-    f.add_argument("--board", default=DEFAULT_BOARD,
-                   help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
+    _model_args(f)
+    _board_arg(f)
     f.add_argument("--buffer-depth", type=int, help="samples each conditional buffer holds "
                    "(default: the compiler's choice)")
     f.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
