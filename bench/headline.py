@@ -1,6 +1,6 @@
 """The headline table: per dataset and board, the whole flow and what it gives.
 
-    python bench/headline.py                         # digits on icebreaker (the default flow)
+    python bench/headline.py                         # digits on the default board (the default flow)
     python bench/headline.py --case digits:ulx3s-85f --case mnist-t10k:DIR:ulx3s-85f --no-build ulx3s-85f
     python bench/headline.py --runs runs/bench --out bench/headline.md
 
@@ -105,8 +105,8 @@ def markdown(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--case", action="append", metavar="DATASET:BOARD",
-                   help="dataset spec and board, e.g. digits:icebreaker or "
-                        "mnist-t10k:/path:ulx3s-85f (default: digits:icebreaker)")
+                   help="dataset spec and board, e.g. digits:ulx3s-85f or "
+                        "mnist-t10k:/path:ulx3s-85f (default: digits on the default board)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where the RUNs go")
     p.add_argument("--no-build", action="append", default=[], metavar="BOARD",
                    help="skip bitstream builds for this board (repeatable)")
@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "headline.md"))
     a = p.parse_args(argv)
     from exitgate.errors import ExitgateError
-    cases = a.case or ["digits:icebreaker"]
+    from exitgate.boards.profiles import DEFAULT_BOARD
+    cases = a.case or [f"digits:{DEFAULT_BOARD}"]
     rows, t0 = [], time.time()
     for case in cases:
         spec, _, board = case.rpartition(":")
