@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run", metavar="RUN", help="a RUN directory made by `exitgate train`")
     _board_arg(c)
     c.add_argument("--buffer-depth", type=int,
-                   help="samples each conditional buffer holds (default: the largest of 16, 8, "
-                   "4, 2 that fits the board)")
+                   help="samples each conditional buffer holds (default: the largest of 64, 32, "
+                   "16, 8, 4, 2 that fits the board)")
     c.add_argument("--force", action="store_true", help="replace RUN/hw")
     c.set_defaults(func=_cmd_compile)
 

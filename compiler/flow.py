@@ -28,7 +28,7 @@ FLOW = ("lower", "baseline", "explore early-exit", "explore baseline", "codegen"
 ID_WIDTH = 8
 #: conditional-buffer depths tried, largest first, when the user names none: a deeper buffer
 #: rides out longer runs of hard samples (`perf.stream_throughput`) but costs block RAM
-BUFFER_DEPTHS = (16, 8, 4, 2)
+BUFFER_DEPTHS = (64, 32, 16, 8, 4, 2)
 
 
 def exit_sequence(ir, weights, thresholds, dataset: str | None, rates=None,

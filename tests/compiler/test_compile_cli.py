@@ -32,8 +32,8 @@ def test_compile_writes_both_designs_and_the_manifest(compiled):
         assert 0 <= m["resources"]["estimated"][k] <= m["budget"][k] * caps[k]
         assert 0 <= m["resources"]["baseline_estimated"][k] <= m["budget"][k] * caps[k]
     # no --buffer-depth: the largest that fits, and the ULX3S has room for the largest
-    assert m["buffer_depth"] == 16
-    assert m["buffer_depth_choice"] == {"requested": None, "tried": [16, 8, 4, 2],
+    assert m["buffer_depth"] == 64
+    assert m["buffer_depth_choice"] == {"requested": None, "tried": [64, 32, 16, 8, 4, 2],
                                         "rejected": {}}
     assert m["interface"]["ctrl"]["modes"]["1"] == "never exit"
 
@@ -71,7 +71,7 @@ def test_missing_train_step(tmp_path, capsys):
 
 
 def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
-    """Without --buffer-depth the compiler tries 16, 8, 4, 2 and keeps the first at which both
+    """Without --buffer-depth the compiler tries 64, 32, ..., 2 and keeps the first at which both
     designs fit: on a board whose block RAM holds the smallest folding at depth 4 but not 8,
     that is 4, and the deeper ones are recorded as rejected for block RAM."""
     import dataclasses
@@ -96,7 +96,7 @@ def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
     m = run_compile(run, small, log=logged.append)
     assert m["buffer_depth"] == 4
     choice = m["buffer_depth_choice"]
-    assert choice["requested"] is None and list(choice["rejected"]) == ["16", "8"]
+    assert choice["requested"] is None and list(choice["rejected"]) == ["64", "32", "16", "8"]
     assert all("BRAM" in why for why in choice["rejected"].values())
     assert m["resources"]["estimated"]["bram"] <= bram[4]
     assert any("buffer depth 4" in line for line in logged)
