@@ -227,18 +227,27 @@ def synth_all(configs, cache: dict, workers: int = 2) -> dict:
         key = _key(cfg)
         blk, _ = build(cfg)
         text = _verilog(blk)
-        entry = _current(cache, key, text)
-        for fam in FAMILIES:
-            if fam not in entry:
-                jobs.append((key, fam, text))
-    if jobs:
-        print(f"synthesising {len(jobs)} block/family pairs ...", file=sys.stderr, flush=True)
-        with ProcessPoolExecutor(workers) as pool:
-            for key, fam, res in pool.map(_synth_job, jobs):
-                cache.setdefault(key, {})[fam] = res
-                OUT.mkdir(exist_ok=True)
-                CACHE.write_text(json.dumps(cache, indent=1))
+        jobs += _missing(cache, key, text)
+    _synthesise(jobs, cache, workers, "block/family pairs")
     return cache
+
+
+def _missing(cache, key, text) -> list:
+    """(key, family, verilog) of every family not yet synthesised for this Verilog."""
+    entry = _current(cache, key, text)
+    return [(key, fam, text) for fam in FAMILIES if fam not in entry]
+
+
+def _synthesise(jobs, cache, workers, what) -> None:
+    """Run the synthesis jobs, storing each result in the cache file as it arrives."""
+    if not jobs:
+        return
+    print(f"synthesising {len(jobs)} {what} ...", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(workers) as pool:
+        for key, fam, res in pool.map(_synth_job, jobs):
+            cache.setdefault(key, {})[fam] = res
+            OUT.mkdir(exist_ok=True)
+            CACHE.write_text(json.dumps(cache, indent=1))
 
 
 def fit(configs, cache) -> dict:
@@ -352,17 +361,9 @@ def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict,
         key = f"design:{run_dir.name}:{name}:{json.dumps(folds, sort_keys=True)}"
         text = emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1), buffer_depth=4),
                             name="top")
-        entry = _current(cache, key, text)
-        for fam in FAMILIES:
-            if fam not in entry:
-                jobs.append((key, fam, text))
+        jobs += _missing(cache, key, text)
         rows.append((name, key, g))
-    if jobs:
-        print(f"synthesising {len(jobs)} designs ...", file=sys.stderr, flush=True)
-        with ProcessPoolExecutor(workers) as pool:
-            for key, fam, res in pool.map(_synth_job, jobs):
-                cache.setdefault(key, {})[fam] = res
-                CACHE.write_text(json.dumps(cache, indent=1))
+    _synthesise(jobs, cache, workers, "designs")
     out = []
     print(f"\n{'design':<10} {'family':<6} {'folds':<44} {'LUT est/syn err%':>22} "
           f"{'FF est/syn err%':>20} {'DSP':>7} {'BRAM':>7}")

@@ -276,7 +276,6 @@ class Accelerator(wiring.Component):
                      res.payload.confidence.eq(merge.o.payload.confidence)]
         return m
 
-
     def _count_activity(self, m, events) -> None:
         events[("all", "cycles")] = 1
         for unit, counters in activity_units(self.graph).items():
