@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from .errors import ExitgateError
-from .runs import STEPS, read_json, write_json
+from .runs import STEPS, exitgate_version, read_json, write_json
 
 __all__ = ["FLOW_STEPS", "run_flow", "format_flow_table"]
 
@@ -51,14 +51,6 @@ _PARAMS = {
 }
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("exitgate")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _hash_file(h, path: Path) -> None:
     if not path.is_file():
         h.update(f"{path.name}:absent".encode())
@@ -71,7 +63,7 @@ def _hash_file(h, path: Path) -> None:
 
 def fingerprint(run: Path, step: str, params: dict) -> str:
     h = hashlib.sha256()
-    h.update(f"exitgate {_version()} {step}\n".encode())
+    h.update(f"exitgate {exitgate_version()} {step}\n".encode())
     h.update(json.dumps({k: params.get(k) for k in _PARAMS[step]}, sort_keys=True).encode())
     for rel in _INPUTS[step]:
         _hash_file(h, run / rel)

@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExitgateError
-from .runs import STEPS, atomic_write, prepare_step, read_json, require_step, write_json
+from .runs import (STEPS, atomic_write, exitgate_version, prepare_step, read_json, require_step,
+                   write_json)
 
 __all__ = ["run_report", "merge_results", "format_report_summary"]
 
@@ -62,14 +63,6 @@ _REQUIRED = {
 }
 _KINDS = ("compute", "memory", "static")
 _RESOURCES = ("lut", "ff", "dsp", "bram")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("exitgate")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _command(step: str, run: Path) -> str:
@@ -518,7 +511,7 @@ def _page(run: Path, rep: dict, s: dict, plots: dict[str, bytes | None]) -> str:
     esc = html.escape
     parts = [f"<h1>exitgate report: {esc(tr.get('model', ''))} on {esc(rep['dataset'])}"
              f"{' for ' + esc(rep['board']) if rep['board'] else ''}</h1>",
-             f"<p>RUN <code>{esc(str(run))}</code>, exitgate {_version()}.</p>",
+             f"<p>RUN <code>{esc(str(run))}</code>, exitgate {exitgate_version()}.</p>",
              "<h2>Steps</h2>",
              _table(["step", "file", "status"], [
                  [k, f"<code>{esc(v['file'])}</code>", "present" if v["present"] else
@@ -609,7 +602,7 @@ def run_report(run: Path, force: bool = False, log=print) -> tuple[dict, Path]:
             files.append(f"report/{name}.png")
     slim = {k: {kk: vv for kk, vv in v.items() if kk != "per_sample"} for k, v in s.items()}
     merged, collisions = merge_results(slim)
-    rep = {"report": {"exitgate_version": _version(), "html": "report.html", "plots": files},
+    rep = {"report": {"exitgate_version": exitgate_version(), "html": "report.html", "plots": files},
            "dataset": tr["dataset"], "board": m["board"] if m else None,
            "steps": {k: {"file": STEPS[k][0], "present": k in s, "command": _command(k, run)}
                      for k in _SOURCES}}

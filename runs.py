@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ExitgateError
 
-__all__ = ["STEPS", "prepare_step", "refuse_existing", "require_step", "write_json", "read_json",
+__all__ = ["exitgate_version", "STEPS", "prepare_step", "refuse_existing", "require_step", "write_json", "read_json",
            "atomic_write"]
 
 # step -> (marker, artefacts it owns); in flow order
@@ -27,6 +27,15 @@ STEPS = {
     "report": ("report.json", ["report.json", "report.html", "report"]),
 }
 _ORDER = list(STEPS)
+
+
+def exitgate_version() -> str:
+    """The installed exitgate's version (recorded in flow fingerprints and reports)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("exitgate")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def refuse_existing(run: Path, step: str) -> None:

@@ -203,7 +203,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
 
 
 def load_graph(run: Path, which: str = "early_exit"):
-    """(folded HwGraph, weights, manifest) of the design `exitgate compile` emitted."""
+    """(folded HwGraph, IR, weights, manifest) of the design `exitgate compile` emitted."""
     from .graph import Fold
 
     run = Path(run)
@@ -214,13 +214,13 @@ def load_graph(run: Path, which: str = "early_exit"):
     if which == "baseline":
         graph, rows = baseline(graph), m["baseline"]["stages"]
     folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
-    return graph.with_folds(folds), weights, m
+    return graph.with_folds(folds), ir, weights, m
 
 
 def load_design(run: Path, which: str = "early_exit", taps: bool = False):
     """Rebuild the Accelerator that `exitgate compile` emitted, from RUN/hw/manifest.json
     (``taps=True``: the same design plus observation ports on the logits, for simulation)."""
-    graph, weights, m = load_graph(run, which)
+    graph, _, weights, m = load_graph(run, which)
     regs = m["thresholds"]["registers"] if which != "baseline" else []
     return Accelerator(graph, weights, regs, buffer_depth=m["buffer_depth"],
                        id_width=m["id_width"], taps=taps), m

@@ -109,20 +109,6 @@ class Unit:
     per_sample: dict   # counter -> analytic count per visitor (cbuf "out": per continuing sample)
 
 
-def _graph(run: Path, which: str):
-    from ..compiler.graph import Fold, baseline, lower
-    from ..quant.ir import load_ir
-
-    m = read_json(run / "hw" / "manifest.json")
-    ir, weights = load_ir(run)
-    graph = lower(ir, weights)
-    rows = m["stages"]
-    if which == "baseline":
-        graph, rows = baseline(graph), m["baseline"]["stages"]
-    return graph.with_folds({r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}), \
-        ir, weights
-
-
 def design_units(run: Path, which: str = "early_exit") -> tuple[list[Unit], dict]:
     """The counted units of the compiled design ``which`` (early_exit / baseline), and
     {"macs_ir": per stage, from the IR} for the check."""
@@ -130,7 +116,9 @@ def design_units(run: Path, which: str = "early_exit") -> tuple[list[Unit], dict
     from ..hw.stream import beats_of
     from ..quant.ir import macs_of
 
-    graph, ir, weights = _graph(run, which)
+    from ..compiler.flow import load_graph
+
+    graph, ir, weights, _ = load_graph(run, which)
     blocks, fmt = build_blocks(graph, weights, analysis=True)
     units, macs_ir = [], {}
     for st in graph.stages:
@@ -265,14 +253,13 @@ def _sweep_rows(run, results, units, counts, prof, clock, thresholds, measured, 
     from ..compiler.perf import level_times, stage_timings, stream_throughput
     from ..numerics import MODE_THRESHOLD
     from ..quant.datasets import load_dataset
-    from ..quant.ir import load_ir
     from .scoreboard import expected_results
     from .system import simulate
 
-    graph, _, _ = _graph(run, "early_exit")
+    from ..compiler.flow import load_graph
+
+    graph, ir, weights, m = load_graph(run, "early_exit")
     macs_ir = design_units(run)[1]["macs_ir"]
-    ir, weights = load_ir(run)
-    m = read_json(run / "hw" / "manifest.json")
     times = level_times(stage_timings(graph, weights), graph.exits)
     ds = load_dataset(results.get("dataset_spec") or ir.meta.get("dataset")
                       or results.get("dataset"))
