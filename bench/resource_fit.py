@@ -105,6 +105,10 @@ CONFIGS = [
     _c("merge", n=2, width=21),
     _c("merge", n=3, width=21),
     _c("merge", True, n=4, width=17),
+    _c("skid", width=10),
+    _c("skid", width=34),
+    _c("skid", width=19),
+    _c("skid", True, width=66),
 ]
 
 
@@ -126,7 +130,7 @@ def build(cfg):
     from exitgate.hw.decision import ExitDecision
     from exitgate.hw.linear import LinearStage
     from exitgate.hw.merge import ExitMerge
-    from exitgate.hw.plumbing import StreamFork
+    from exitgate.hw.plumbing import SkidBuffer, StreamFork
     from exitgate.hw.pool import MaxPool2x2
     from exitgate.hw.stream import activation_signature
     from exitgate.numerics import DecisionSpec
@@ -172,6 +176,8 @@ def build(cfg):
                 {k: cfg[k] for k in ("width", "beats_per_sample", "depth")})
     if kind == "fork":
         return (StreamFork(stream.Signature(cfg["width"]), cfg["n"]), {"n": cfg["n"]})
+    if kind == "skid":
+        return SkidBuffer(stream.Signature(cfg["width"])), {"width": cfg["width"]}
     if kind == "id_fifo":
         return (SyncFIFOBuffered(width=cfg["width"], depth=cfg["depth"]),
                 {"width": cfg["width"], "depth": cfg["depth"]})

@@ -4,6 +4,8 @@ with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
 Wiring (per exit k, level k = samples that continued past exits 0..k-1):
 
     pixels -> level-0 stages -> ... -> branch stage (output of segment k)
+    (every conv / linear / pool stage's output passes a SkidBuffer, so no ready path spans two
+    stages)
                                           |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
                                           |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
     ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
@@ -36,7 +38,7 @@ from ..hw.decision import ExitDecision
 from ..hw.interface import accelerator_signature
 from ..hw.linear import LinearStage
 from ..hw.merge import ExitMerge
-from ..hw.plumbing import DecisionRouter, IdCounter, IdTagger, StreamFork
+from ..hw.plumbing import DecisionRouter, IdCounter, IdTagger, SkidBuffer, StreamFork
 from ..hw.pool import MaxPool2x2
 from ..hw.stream import activation_layout, activation_signature, beats_of
 from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
@@ -154,15 +156,19 @@ class Accelerator(wiring.Component):
         m = Module()
         g = self.graph
         outputs = {None: wiring.flipped(self.pixels)}  # stage name -> its output stream
+        stage_out = {}
         for name, blk in self.blocks.items():
             m.submodules[name] = blk
+            m.submodules[f"skid_{name}"] = skid = SkidBuffer(blk.o.signature)
+            wiring.connect(m, blk.o, skid.i)
+            stage_out[name] = skid.o
         # forks where a stage feeds several consumers
         taps: dict[tuple, object] = {}
         for src in [None] + [s.name for s in g.stages]:
             users = g.consumers(src)
             if src is not None and g.stage(src).kind == "decision":
                 continue
-            stream_out = outputs[src] if src is None else self.blocks[src].o
+            stream_out = outputs[src] if src is None else stage_out[src]
             if len(users) == 1:
                 taps[(src, users[0].name)] = stream_out
             elif len(users) > 1:
@@ -190,7 +196,7 @@ class Accelerator(wiring.Component):
                                threshold=1 << spec.threshold_bits if final else self.thresholds[k],
                                mode=MODE_ALWAYS if final else MODE_THRESHOLD)
             m.submodules[f"decision{k}"] = dec
-            tag = IdTagger(logits_blk.o.signature,
+            tag = IdTagger(stage_out[st.src].signature,
                            activation_signature(1, logits_blk.acc_width, signed_data=True,
                                                 id_width=self.id_width), self.id_width)
             m.submodules[f"tag{k}"] = tag

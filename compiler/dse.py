@@ -3,9 +3,11 @@
 Exit-aware (as ATHEENA): a level-k stage only sees the fraction f_k of samples that continued
 past the earlier exits, so its cost in the objective is f_k * cycles. The search is greedy on
 the bottleneck (as FINN's folding search): start from the smallest folding; repeatedly take the
-stage with the largest f_k * cycles and apply the cheapest change of its folding (or, for a pool
-or buffer limited by its input lanes, of the conv feeding it) that makes it faster and keeps the
-whole design's estimated resources inside the budget; stop when no change fits. The no-exit
+stage with the largest f_k * cycles and apply the change of folding with the best throughput
+gain per added multiplier (or, for a pool or buffer limited by its input lanes, a change of the
+conv feeding it) that keeps the whole design's estimated resources inside the budget; when the
+best change overflows, the next best that fits and raises the throughput is taken; stop when
+no change fits. The no-exit
 baseline is the same search with every fraction 1 on the baseline graph, under the same budget.
 """
 
@@ -125,7 +127,7 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
     while steps < max_steps:
         cost = {t.name: fractions[t.level] * t.cycles for t in timings}
         worst = max(cost, key=cost.get)
-        best = None
+        candidates = []
         for st in g.stages:
             for f in _next_folds(st):
                 trial = _repair(g.with_folds({st.name: f}))
@@ -140,19 +142,28 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
                 if gain <= 1e-12 and not relieves:
                     continue
                 extra = max(1, _mults(trial) - _mults(g))
-                key = (gain / extra, -c2[worst] / extra)
-                if best is None or key > best[0]:
-                    best = (key, trial, t2, tp2)
-        if best is None:
+                candidates.append(((gain / extra, -c2[worst] / extra), len(candidates), trial,
+                                   t2, tp2))
+        if not candidates:
             why = f"no folding change makes {worst} or the whole design faster"
             break
-        _, trial, t2, tp2 = best
-        r2 = estimate(trial)
-        over = _fits(r2, budget, cap)
-        if over:
-            why = f"budget: {over.upper()}"
+        # the best step that fits; when the best does not, a cheaper one may still (using the
+        # budget's remainder instead of stopping at the first step that overflows)
+        candidates.sort(key=lambda c: (c[0], -c[1]), reverse=True)
+        taken, first_over = None, None
+        for rank, (_, _, trial, t2, tp2) in enumerate(candidates):
+            if rank and tp2 <= tput + 1e-12:
+                continue            # a fallback must raise the throughput itself
+            r2 = estimate(trial)
+            over = _fits(r2, budget, cap)
+            if not over:
+                taken = (trial, t2, tp2, r2)
+                break
+            first_over = first_over or over
+        if taken is None:
+            why = f"budget: {first_over.upper()}"
             break
-        g, timings, tput, res = trial, t2, tp2, r2
+        g, timings, tput, res = taken
         steps += 1
     return Exploration(graph=g, timings=timings, resources=res, steps=steps, limited_by=why,
                        samples_per_cycle=tput)

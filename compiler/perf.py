@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.decision import ExitDecision
-from ..hw.mvu import MVU_LATENCY
+from ..hw.mvu import mvu_latency
+from ..hw.plumbing import SKID_LATENCY
 from ..hw.stream import beats_of
 from ..numerics import DecisionSpec
 from .codegen import build_blocks
@@ -165,7 +166,7 @@ def _edges(blk, kind: str) -> tuple[int, int]:
         fold = blk.nf * blk.sf
         # the last output row is computed after the last input (it needs the padding row)
         return (max((h + 1) * (w + 1) * g - (w + 2) * g, blk.cycles_per_sample - w * fold),
-                max((w + 2) * g, w * fold) + fold + MVU_LATENCY + 2)
+                max((w + 2) * g, w * fold) + fold + mvu_latency(blk.simd) + 2)
     if kind == "pool":
         c, h, w = blk.shape
         return h * w * (c // blk.lanes), 2
@@ -200,6 +201,6 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         blk = blocks[st.name]
         in_cycles, tail = _edges(blk, st.kind)
         last = max(last, first + in_cycles)
-        first = first + int(blk.latency)
-        last = last + tail
+        first = first + int(blk.latency) + SKID_LATENCY    # the skid buffer after every stage
+        last = last + tail + SKID_LATENCY
     return int(last + _decision_timing(d, blocks[d.src].acc_width)[1])

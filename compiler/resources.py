@@ -45,7 +45,7 @@ __all__ = ["FAMILIES", "KINDS", "Resources", "MemoryMap", "map_memory", "block_f
 
 FAMILIES = ("ice40", "ecp5", "xc7")
 KINDS = ("conv", "linear", "pool", "decision", "cond_buffer", "fork", "id_fifo", "merge",
-         "router", "tagger", "id_counter")
+         "router", "tagger", "id_counter", "skid")
 MODEL_PATH = Path(__file__).with_name("resource_model.json")
 XC7_LUT_PER_LUT4 = 0.7
 
@@ -212,17 +212,29 @@ def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd):
     x.add("counter_bits", counters)
 
 
+def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w) -> int:
+    """Register bits of `MatrixVectorUnit`'s front pipeline after s1: operands (chunk, weight
+    word, bias), products, one register per two adder-tree levels; 5 flags and the bias at each."""
+    prod = ib + wb + 1
+    bits = simd * ib + pe * simd * wb + pe * bias_w + 5 + pe * simd * prod + pe * bias_w + 5
+    n, level = simd, 0
+    while n > 1:
+        n, level = (n + 1) // 2, level + 1
+        if level % 2 == 0:
+            bits += pe * n * (prod + level) + pe * bias_w + 5
+    return bits
+
+
 def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes):
     nf, sf = rows // pe, n // simd
     x.memory(nf * sf, pe * simd * wb, rom=True)
     x.memory(nf, pe * bias_w, rom=True)
     x.multiply(wb, ib, pe * simd)
-    if x.family != "ice40":
-        x.mults += _const_mul(nf, sf)
     x.add("add_bits", pe * simd * (wb + ib) + 2 * pe * acc_w)
     x.add("requant_bits", pe * acc_w)
-    x.add("regs", _rw(nf) + _rw(sf) + 6 + simd * ib + 2 * pe * acc_w + 3 + pe * out_bits + 3)
-    x.add("counter_bits", _rw(nf) + _rw(sf))
+    x.add("regs", _rw(nf) + _rw(sf) + _rw(nf * sf) + 6 + simd * ib + 2 * pe * acc_w + 3
+          + pe * out_bits + 3 + _mvu_pipeline_bits(pe, simd, ib, wb, bias_w))
+    x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
     if out_lanes < pe:
         x.add("mux_bits", pe * out_bits)
         x.add("regs", _rw(pe // out_lanes))
@@ -269,11 +281,13 @@ def block_features(kind: str, family: str, **p) -> _Features:
         spec: DecisionSpec = p["spec"]
         cl, wd, b, idw = spec.classes, p["logit_width"], spec.threshold_bits, p["id_width"]
         sb = spec.sum_bits
-        x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
+        # the LUT ROM is read into a register (e2), which yosys may fold into a block-RAM port
+        x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=True)
         # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
         # after the serial divider (the final exit's mode is constant: no compare).
         x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
-              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14)
+              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
+              + _rw(spec.lut_size) + 6)  # the pipelined sum stage (e2: the memory's)
         x.add("mux_bits", cl * wd + 2 * sb)
         x.add("cmp_bits", 2 * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":
@@ -296,6 +310,9 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("regs", width + _rw(n) + 1 + _rw(n))
         x.add("mux_bits", n * width)
         x.add("arbiter_terms", n * n)
+    elif kind == "skid":
+        x.add("regs", 2 * p["width"] + 2)
+        x.add("mux_bits", p["width"])
     elif kind == "router":
         x.add("regs", 3)
     elif kind == "tagger":
@@ -336,7 +353,7 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away)
     cond_buffer  width (payload bits), beats_per_sample, depth
-    fork n;  id_fifo width, depth;  merge n, width (result bits);  router;  tagger;
+    skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);  router;  tagger;
     id_counter width
     """
     _check_family(family)
@@ -414,6 +431,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
             acc[st.name] = params["acc_width"]
         else:
             fmt[st.name] = (params["out_lanes"], st.params["out_bits"], st.params["out_signed"])
+        out.append((f"skid_{st.name}", "skid",
+                    {"width": fmt[st.name][0] * fmt[st.name][1] + 2}))
     for src in [None] + [s.name for s in graph.stages]:
         if src is not None and graph.stage(src).kind == "decision":
             continue

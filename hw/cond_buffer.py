@@ -111,7 +111,7 @@ class ConditionalBuffer(wiring.Component):
         rd_slot, dec_slot = Signal(range(depth)), Signal(range(depth))
         n_alloc = Signal(range(depth + 1))   # slots in use
         n_undec = Signal(range(depth + 1))   # slots in use whose decision has not arrived
-        dec_exit = [Signal(name=f"exit_{k}") for k in range(depth)]
+        dec_exit = Signal(depth)             # per slot: its decision was "exit"
         out_valid = Signal()
 
         def inc(v, n):
@@ -138,9 +138,7 @@ class ConditionalBuffer(wiring.Component):
         writing = wr_beat != 0  # the newest slot is still being written
         rd_complete = ~(writing & (n_alloc == 1))
         decided = n_alloc != n_undec  # the oldest slot's decision has arrived
-        rd_exit = dec_exit[0]
-        for k in range(1, depth):
-            rd_exit = Mux(rd_slot == k, dec_exit[k], rd_exit)
+        rd_exit = dec_exit.bit_select(rd_slot, 1)   # a balanced mux tree, not a chain (Fmax)
         advance = ~out_valid | self.o.ready
         drop = (n_alloc != 0) & decided & rd_exit & rd_complete
         read = (n_alloc != 0) & decided & ~rd_exit & advance \

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
 from .counters import step_replay
-from .mvu import (MVU_LATENCY, LaneSerialiser, MatrixVectorUnit, accumulator_width,
+from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, mvu_latency,
                   chunk_signature)
 from .stream import activation_signature
 from .window import (SlidingWindow, _check_lanes, _check_shape,
@@ -266,10 +266,11 @@ class Conv2dStage(wiring.Component):
         group G-1 comes ``(W+3)*G - 1`` steps later (one padding step per group in row 0), then
         window (2), buffer (2 after the pixel's last word is written: `_fill_schedule`, the
         word written ``fill - (G - 1)`` cycles after the last beat would have been taken at one
-        beat a cycle), one MVU pass of SF chunks and its pipeline (``MVU_LATENCY``)."""
+        beat a cycle), one MVU pass of SF chunks and its pipeline (`mvu_latency`)."""
         c, h, w = self.shape
         groups = c // self.in_lanes
-        return (w + 3) * groups - 1 + 2 + 2 + self._fill_delay + self.sf + MVU_LATENCY - 1
+        return ((w + 3) * groups - 1 + 2 + 2 + self._fill_delay + self.sf
+                + mvu_latency(self.simd) - 1)
 
     @property
     def _fill_delay(self) -> int:

@@ -23,10 +23,11 @@ accepted. A write on cycle n is seen by every sample whose first logit is accept
 later; a sample whose first logit is accepted on cycle n or earlier uses the old value.
 
 Pipeline (three stages, each with its own registers, so three samples can be in flight):
-collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one LUT read per cycle,
-``C`` cycles) -> divide + decide (``B`` cycles, the exit test on the last one, then the result
-waits for ``o.ready``).
-Initiation interval ``max(C, B+1)`` cycles per sample; latency ``C + B + 2`` cycles from the
+collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one logit a cycle through
+index register -> LUT read register -> accumulator, ``C + 2`` cycles) -> divide + decide (``B + 1``
+quotient bits, one a cycle, the exit test on the last, then the result waits for ``o.ready``).
+No path has more than a subtract-and-round or an add-and-compare between registers (Fmax).
+Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
 """
 
@@ -113,12 +114,12 @@ class ExitDecision(wiring.Component):
     @property
     def initiation_interval(self) -> int:
         """Cycles per sample in steady state (input always valid, output always ready)."""
-        return max(self.spec.classes, self.spec.threshold_bits + 1)
+        return max(self.spec.classes + 2, self.spec.threshold_bits + 2)
 
     @property
     def latency(self) -> int:
         """Cycles from the acceptance of a sample's last logit to its result being valid."""
-        return self.spec.classes + self.spec.threshold_bits + 2
+        return self.spec.classes + self.spec.threshold_bits + 5
 
     def model(self, samples) -> list[dict]:
         """`decision_model` for this unit's spec."""
@@ -155,25 +156,29 @@ class ExitDecision(wiring.Component):
         id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
         cnt1 = Signal(range(C))
         full1 = Signal()
-        # Stage 2: sum the LUT values.
+        # Stage 2: sum the LUT values, pipelined: index (registered) -> LUT read (registered)
+        # -> accumulate. One logit issued a cycle; the sum is complete two cycles after the last.
         z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
         zmax2, arg2 = Signal(signed(W)), Signal(cw)
         id2, t2, mode2 = Signal(self.id_width), Signal(B + 1), Signal(2)
         j2 = Signal(range(C))
         acc2 = Signal(spec.sum_bits)
-        busy2 = Signal()
-        # Stage 3: divide, then decide.
+        busy2, issuing2 = Signal(), Signal()
+        k2 = Signal(range(spec.lut_size))           # LUT index of the logit issued last cycle
+        kv2, klast2 = Signal(), Signal()            # ... valid; it was the sample's last logit
+        ev2, elast2 = Signal(), Signal()            # the LUT value read out is valid; the last
+        # Stage 3: divide (B+1 quotient bits, one a cycle), then decide.
         id3, cls3, exit3 = Signal(self.id_width), Signal(cw), Signal()
         t3, mode3 = Signal(B + 1), Signal(2)
         s3 = Signal(spec.sum_bits)
         rem3 = Signal(spec.sum_bits + 1)
         q3 = Signal(B + 1)
         q_next = Signal(B + 1)  # q3 with the quotient bit of this cycle appended
-        n3 = Signal(range(B))
+        n3 = Signal(range(B + 1))
         busy3, valid3 = Signal(), Signal()
 
         s3_free = ~busy3 & (~valid3 | self.o.ready)
-        last2 = busy2 & (j2 == C - 1)
+        last2 = busy2 & elast2
         s3_load = last2 & s3_free
         s2_free = ~busy2 | s3_load
         s2_load = full1 & s2_free
@@ -199,32 +204,45 @@ class ExitDecision(wiring.Component):
         # --- stage 2
         lut = Memory(shape=unsigned(E + 1), depth=spec.lut_size, init=list(spec.lut))
         m.submodules.lut = lut
+        # an asynchronous ROM (logic, not block RAM) read into a register: e2 is LUT[k2] a cycle
+        # later
         rd = lut.read_port(domain="comb")
-        diff = (zmax2 - z2[0])[:W]  # in 0 .. 2**W - 1
-        m.d.comb += rd.addr.eq(self._index(diff))
-        s_next = acc2 + rd.data
+        e2 = Signal(E + 1)
+        diff = (zmax2 - z2[0])[:W]      # in 0 .. 2**W - 1
+        m.d.comb += rd.addr.eq(k2)
+        s_next = acc2 + e2
+        with m.If(last2 & ~s3_free):
+            pass                        # the sum waits for stage 3; nothing is in flight
+        with m.Else():
+            m.d.sync += [kv2.eq(issuing2), klast2.eq(issuing2 & (j2 == C - 1)),
+                         ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
+            with m.If(issuing2):
+                m.d.sync += [k2.eq(self._index(diff)), j2.eq(j2 + 1)]
+                m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
+                with m.If(j2 == C - 1):
+                    m.d.sync += [issuing2.eq(0), j2.eq(0)]
+            with m.If(ev2):
+                m.d.sync += acc2.eq(s_next)
         with m.If(s2_load):
             m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
             m.d.sync += [zmax2.eq(zmax1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1), mode2.eq(mode1),
-                         j2.eq(0), acc2.eq(0), busy2.eq(1)]
+                         j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
         with m.Elif(s3_load):
             m.d.sync += busy2.eq(0)
-        with m.Elif(busy2 & ~last2):
-            m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
-            m.d.sync += [acc2.eq(s_next), j2.eq(j2 + 1)]
 
-        # --- stage 3
-        ge0 = s_next <= (1 << E)  # first quotient bit: floor(2**E / S), S >= 2**E
+        # --- stage 3: restoring division of 2**(E+B) by S, starting from the remainder
+        # 2**(E-1) so that the first step's doubling yields 2**E (S >= 2**E: the first quotient
+        # bit is S == 2**E); the exit test on the last step.
         r2 = rem3 << 1
         ge = r2 >= s3
         m.d.comb += q_next.eq((q3 << 1) | ge)
         with m.If(s3_load):
-            m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(ge0),
-                         rem3.eq((1 << E) - Mux(ge0, s_next, 0)), n3.eq(0), busy3.eq(1),
+            m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(0),
+                         rem3.eq(1 << (E - 1)), n3.eq(0), busy3.eq(1),
                          valid3.eq(0), t3.eq(t2), mode3.eq(mode2)]
         with m.Elif(busy3):
             m.d.sync += [q3.eq(q_next), rem3.eq(r2 - Mux(ge, s3, 0)), n3.eq(n3 + 1)]
-            with m.If(n3 == B - 1):
+            with m.If(n3 == B):
                 m.d.sync += [busy3.eq(0), valid3.eq(1)]
                 with m.Switch(mode3):
                     with m.Case(MODE_THRESHOLD):

@@ -32,7 +32,8 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import requantise
 from .conv import _check_common
 from .counters import step_replay
-from .mvu import LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature
+from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature,
+                  mvu_latency)
 from .stream import activation_signature
 from .window import _check_lanes, _check_shape
 
@@ -206,8 +207,9 @@ class LinearStage(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a sample's last input beat to its first output beat being valid
-        (idle pipeline): buffer (2), one MVU pass of SF chunks, MVU pipeline (2)."""
-        return self.sf + 4
+        (idle pipeline): buffer (2), one MVU pass of SF chunks, the MVU pipeline
+        (`mvu_latency` - 1 after the pass's last chunk is taken)."""
+        return self.sf + 1 + mvu_latency(self.simd)
 
     def elaborate(self, platform):
         m = Module()

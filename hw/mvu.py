@@ -9,11 +9,14 @@ passes over the vector, each of ``SF = n / simd`` chunks of ``simd`` elements (c
 Pass ``nf`` produces one output beat of ``pe`` lanes: rows ``nf*pe .. nf*pe+pe-1``, either
 requantised (`requantise_value`, ``out_bits`` wide) or as raw signed accumulators (``acc_width``).
 
-Pipeline: issue (ROM address, chunk accepted) -> s1 (weights read, dot product, accumulate) ->
-s2 (final accumulator + bias) -> output register (requantised). Each stage takes a new item when
-it is empty or its item moves on; s1 stalls only on a pass's last chunk while s2 is blocked, so
-accumulation goes on while the output is back-pressured, and nothing is lost or duplicated.
-One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency chunk-in to beat-out is 3.
+Pipeline: issue (ROM address, chunk accepted) -> s1 (weights read) -> operand registers ->
+product registers -> adder-tree registers (one per two levels of the SIMD adder tree) ->
+accumulator (a pass's first chunk starts from the bias) and s2 (a pass's final sum) -> output
+register (requantised). No path has more than a multiplier or two adders between registers
+(Fmax). The front stages move as one; they stall only while the last stage holds a pass's last
+chunk and s2 is blocked, so accumulation goes on while the output is back-pressured, and nothing
+is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency
+chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ from ..numerics import bits_for_range, int_range
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "LaneSerialiser", "elements"]
+           "mvu_latency", "LaneSerialiser", "elements"]
 
-MVU_LATENCY = 3
+
+def mvu_latency(simd: int) -> int:
+    """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
+    issue -> s1 -> operands -> products -> one register per two adder-tree levels ->
+    accumulator/s2 -> output register."""
+    levels = (simd - 1).bit_length()
+    return 5 + levels // 2
 
 
 def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
@@ -115,6 +124,11 @@ class MatrixVectorUnit(wiring.Component):
         #: stage may advance, also on cycles without a chunk)
         self.weight_read_en = Signal()
 
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a pass's last chunk to its output beat being valid."""
+        return mvu_latency(self.simd)
+
     def _weight_init(self):
         w = self.matrix.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
         return [_pack(word.reshape(-1), self.weight_bits) for word in w.reshape(self.nf * self.sf,
@@ -138,8 +152,7 @@ class MatrixVectorUnit(wiring.Component):
         en_o, en_2, en_1 = Signal(), Signal(), Signal()
         s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
         s2_valid = Signal()
-        m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o),
-                     en_1.eq(~s1_valid | ~s1_sf_last | en_2), i.ready.eq(en_1)]
+        m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o)]
         step = Signal()
         m.d.comb += step.eq(en_1 & i.valid)
         m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(en_1)]
@@ -149,10 +162,14 @@ class MatrixVectorUnit(wiring.Component):
         sf = Signal(range(sf_max))
         fold_first = Signal()
         cur_first = Mux(sf == 0, i.payload.first, fold_first)
-        m.d.comb += [w_rd.addr.eq(nf * sf_max + sf), w_rd.en.eq(en_1),
+        # the weight-ROM address ``nf * SF + sf`` as a counter of its own (no arithmetic in
+        # front of the ROM: Fmax)
+        waddr = Signal(range(nf_max * sf_max))
+        m.d.comb += [w_rd.addr.eq(waddr), w_rd.en.eq(en_1),
                      b_rd.addr.eq(nf), b_rd.en.eq(en_1)]
         with m.If(step):
-            m.d.sync += fold_first.eq(cur_first)
+            m.d.sync += [fold_first.eq(cur_first),
+                         waddr.eq(Mux(waddr == nf_max * sf_max - 1, 0, waddr + 1))]
             with m.If(sf == sf_max - 1):
                 m.d.sync += sf.eq(0)
                 m.d.sync += nf.eq(Mux(nf == nf_max - 1, 0, nf + 1))
@@ -166,23 +183,52 @@ class MatrixVectorUnit(wiring.Component):
                          s1_sf_last.eq(sf == sf_max - 1), s1_first.eq(cur_first),
                          s1_last.eq(i.payload.last), s1_chunk.eq(i.payload.data)]
 
-        # s1: dot products and accumulation.
-        xs = elements(s1_chunk, simd, self.in_width, self.in_signed)
-        ws = elements(w_rd.data, pe * simd, self.weight_bits, True)
-        bs = elements(b_rd.data, pe, self.bias_width, True)
+        # Front pipeline, moving as one on en_1: s1 (chunk, ROM words) -> operand registers ->
+        # product registers -> adder-tree registers (after every two adder levels) -> the
+        # accumulator. The flags and the bias (added to a pass's first chunk) ride along.
+        def register(values, flags, name):
+            regs = [Signal(v.shape(), name=f"{name}{n_}") for n_, v in enumerate(values)]
+            nflags = [Signal(name=f"{name}_flag{n_}") for n_ in range(len(flags))]
+            with m.If(en_1):
+                m.d.sync += [r.eq(v) for r, v in zip(regs + nflags, list(values) + flags)]
+            return regs, nflags
+
+        flags = [s1_valid, s1_sf_first, s1_sf_last, s1_first, s1_last]
+        operands = (elements(s1_chunk, simd, self.in_width, self.in_signed)
+                    + elements(w_rd.data, pe * simd, self.weight_bits, True)
+                    + elements(b_rd.data, pe, self.bias_width, True))
+        operands, flags = register(operands, flags, "opnd")
+        xs, ws, bias = operands[:simd], operands[simd:simd + pe * simd], operands[-pe:]
+        terms, flags = register([ws[p * simd + s] * xs[s] for p in range(pe) for s in range(simd)]
+                                + bias, flags, "prod")
+        bias, terms = terms[-pe:], terms[:-pe]
+        n_terms, pending = simd, 0
+        while n_terms > 1:
+            terms = [terms[j] + terms[j + 1] if j % n_terms + 1 < n_terms else terms[j]
+                     for j in range(0, len(terms), 1) if j % n_terms % 2 == 0]
+            n_terms = (n_terms + 1) // 2
+            pending += 1
+            if pending == 2:
+                terms, flags = register(terms + bias, flags, "tree")
+                bias, terms = terms[-pe:], terms[:-pe]
+                pending = 0
+        dots = terms
+        f_valid, f_sf_first, f_sf_last, f_first, f_last = flags
+        m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
+
+        # Accumulate: a pass's first chunk starts from the bias.
         acc = [Signal(signed(self.acc_width), name=f"acc{p}") for p in range(pe)]
         s2_acc = [Signal(signed(self.acc_width), name=f"s2_acc{p}") for p in range(pe)]
         s2_first, s2_last = Signal(), Signal()
         for p in range(pe):
-            dot = sum(ws[p * simd + s] * xs[s] for s in range(simd))
-            total = Mux(s1_sf_first, 0, acc[p]) + dot
-            with m.If(en_1 & s1_valid):
+            total = Mux(f_sf_first, bias[p], acc[p]) + dots[p]
+            with m.If(en_1 & f_valid):
                 m.d.sync += acc[p].eq(total)
             with m.If(en_2):
-                m.d.sync += s2_acc[p].eq(total + bs[p])
+                m.d.sync += s2_acc[p].eq(total)
         with m.If(en_2):
-            m.d.sync += [s2_valid.eq(s1_valid & s1_sf_last), s2_first.eq(s1_first),
-                         s2_last.eq(s1_last)]
+            m.d.sync += [s2_valid.eq(f_valid & f_sf_last), s2_first.eq(f_first),
+                         s2_last.eq(f_last)]
 
         # Output register: requantise (or pass the accumulators).
         with m.If(en_o):

@@ -5,6 +5,9 @@
 * `IdTagger`: writes a sample id, taken from an id stream, into every beat of a sample
   (the id is consumed with the sample's last beat).
 * `IdCounter`: an always-valid id stream 0, 1, 2, ... (mod 2**width).
+* `SkidBuffer`: a register slice (two entries) that cuts the combinational ``ready`` path and
+  registers ``valid`` and the payload, at full throughput; the compiler puts one after every
+  stage so no ready chain spans more than one stage (Fmax). Its model is the identity.
 * `DecisionRouter`: one exit decision in; out to the conditional buffer ({exit}), to the result
   merge (the result, only if the sample exits) and to the next exit's id queue (the id, only if
   the sample continues). Routes that do not apply are skipped; no beat is lost or duplicated.
@@ -18,8 +21,11 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamFork", "IdTagger", "IdCounter", "DecisionRouter", "fork_model", "tag_model",
-           "route_model"]
+__all__ = ["StreamFork", "SkidBuffer", "IdTagger", "IdCounter", "DecisionRouter", "fork_model",
+           "tag_model", "route_model", "skid_model", "SKID_LATENCY"]
+
+#: cycles a beat spends in a `SkidBuffer` (input accepted -> output valid), no back-pressure
+SKID_LATENCY = 1
 
 
 def fork_model(beats, n: int) -> list[list]:
@@ -29,6 +35,11 @@ def fork_model(beats, n: int) -> list[list]:
 def tag_model(samples, ids) -> list:
     """samples: lists of beat dicts; ids: one per sample -> beats with 'id' set."""
     return [{**beat, "id": i} for sample, i in zip(samples, ids) for beat in sample]
+
+
+def skid_model(beats) -> list:
+    """A skid buffer delivers every beat once, in order, unchanged."""
+    return list(beats)
 
 
 def route_model(decisions, final: bool = False):
@@ -64,6 +75,34 @@ class StreamFork(wiring.Component):
             for k in range(self.n):
                 with m.If(take[k]):
                     m.d.sync += done[k].eq(1)
+        return m
+
+
+class SkidBuffer(wiring.Component):
+    """``i`` -> ``o`` (same stream signature), registered both ways.
+
+    ``i.ready`` is a register (high while the skid entry is empty), ``o.valid`` and ``o.payload``
+    are registers, so neither side's combinational path reaches the other. A beat offered while
+    the output is blocked is caught in the skid entry; one beat a cycle passes when ``o.ready``
+    stays high. Latency `SKID_LATENCY` (1) cycle.
+    """
+
+    def __init__(self, signature: stream.Signature):
+        super().__init__({"i": In(signature), "o": Out(signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        skid = Signal.like(i.payload)
+        skid_valid = Signal()
+        m.d.comb += i.ready.eq(~skid_valid)
+        with m.If(~o.valid | o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
+        with m.Elif(i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
         return m
 
 

@@ -56,19 +56,19 @@ def _buffer(cls=ConditionalBuffer):
 
 
 def test_decision_matches_spec_any_timing(tmp_path):
-    passed, seconds, log = run_sby(decision_harness(_decision()), "decision", tmp_path, depth=16)
+    passed, seconds, log = run_sby(decision_harness(_decision()), "decision", tmp_path, depth=19)
     assert passed, log[-3000:]
 
 
 def test_decision_matches_spec_back_to_back(tmp_path):
     passed, seconds, log = run_sby(decision_harness(_decision(), input_always_valid=True),
-                                   "decision_b2b", tmp_path, depth=24)
+                                   "decision_b2b", tmp_path, depth=27)
     assert passed, log[-3000:]
 
 
 def test_decision_proof_rejects_broken_rule(tmp_path):
     passed, _, log = run_sby(decision_harness(_decision(_ExitOnStrictLess)), "decision_bad",
-                             tmp_path, depth=14)
+                             tmp_path, depth=17)
     assert not passed
     assert "failed assertion" in log
 
