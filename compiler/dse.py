@@ -112,9 +112,14 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
     res = estimate(g)
     over = _fits(res, budget, cap)
     if over:
-        what = "logic cells (LUT + unpaired FF, estimated)" if over == "cells" else over.upper()
-        raise ValueError(f"the smallest folding needs {res[over]} {what}, more than "
-                         f"{_cap(cap, over):.0%} of the board's {budget[over]}")
+        parts = []
+        for key in ("lut", "ff", "dsp", "bram", "cells"):
+            if key in budget and res.get(key, 0) > budget[key] * _cap(cap, key):
+                what = "logic cells (LUT + unpaired FF, estimated)" if key == "cells" \
+                    else key.upper()
+                parts.append(f"{res[key]} {what}, more than {_cap(cap, key):.0%} of the "
+                             f"board's {budget[key]}")
+        raise ValueError("the smallest folding needs " + "; and ".join(parts))
     levels = graph.exits
     fractions = level_fractions(exit_seq, levels)
 

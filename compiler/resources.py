@@ -281,13 +281,13 @@ def block_features(kind: str, family: str, **p) -> _Features:
         spec: DecisionSpec = p["spec"]
         cl, wd, b, idw = spec.classes, p["logit_width"], spec.threshold_bits, p["id_width"]
         sb = spec.sum_bits
-        # the LUT ROM is read into a register (e2), which yosys may fold into a block-RAM port
-        x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=True)
+        # the LUT ROM (``rom_style = "logic"``) is read into a register (e2, counted below)
+        x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
         # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
         # after the serial divider (the final exit's mode is constant: no compare).
         x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
               + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
-              + _rw(spec.lut_size) + 6)  # the pipelined sum stage (e2: the memory's)
+              + _rw(spec.lut_size) + spec.exp_bits + 1 + 6)  # the pipelined sum stage
         x.add("mux_bits", cl * wd + 2 * sb)
         x.add("cmp_bits", 2 * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":

@@ -202,7 +202,10 @@ class ExitDecision(wiring.Component):
                 m.d.sync += cnt1.eq(cnt1 + 1)
 
         # --- stage 2
-        lut = Memory(shape=unsigned(E + 1), depth=spec.lut_size, init=list(spec.lut))
+        # in logic: yosys would otherwise fold e2 into a block-RAM read port, and block RAM is
+        # the scarce resource on small boards (the weights need it)
+        lut = Memory(shape=unsigned(E + 1), depth=spec.lut_size, init=list(spec.lut),
+                     attrs={"rom_style": "logic"})
         m.submodules.lut = lut
         # an asynchronous ROM (logic, not block RAM) read into a register: e2 is LUT[k2] a cycle
         # later
@@ -234,19 +237,24 @@ class ExitDecision(wiring.Component):
         # 2**(E-1) so that the first step's doubling yields 2**E (S >= 2**E: the first quotient
         # bit is S == 2**E); the exit test on the last step.
         r2 = rem3 << 1
-        ge = r2 >= s3
+        trial = Signal(signed(spec.sum_bits + 3))   # one subtractor: its sign is the compare
+        m.d.comb += trial.eq(r2 - s3)
+        ge = ~trial[-1]
         m.d.comb += q_next.eq((q3 << 1) | ge)
         with m.If(s3_load):
             m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(0),
                          rem3.eq(1 << (E - 1)), n3.eq(0), busy3.eq(1),
                          valid3.eq(0), t3.eq(t2), mode3.eq(mode2)]
         with m.Elif(busy3):
-            m.d.sync += [q3.eq(q_next), rem3.eq(r2 - Mux(ge, s3, 0)), n3.eq(n3 + 1)]
+            m.d.sync += [q3.eq(q_next), rem3.eq(Mux(ge, trial, r2)), n3.eq(n3 + 1)]
             with m.If(n3 == B):
                 m.d.sync += [busy3.eq(0), valid3.eq(1)]
                 with m.Switch(mode3):
                     with m.Case(MODE_THRESHOLD):
-                        m.d.sync += exit3.eq(self._exit_rule(t3, q_next))
+                        # both outcomes of the last quotient bit compared in parallel
+                        # with the subtractor that decides it (Fmax)
+                        m.d.sync += exit3.eq(Mux(ge, self._exit_rule(t3, (q3 << 1) | 1),
+                                                 self._exit_rule(t3, q3 << 1)))
                     with m.Case(MODE_NEVER):
                         m.d.sync += exit3.eq(0)
                     with m.Default():

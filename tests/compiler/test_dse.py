@@ -22,7 +22,7 @@ def _mults(g):
 def test_timings_come_from_the_blocks(graph):
     g, w = graph
     g = g.with_folds({"s0": Fold(4, 9, 2), "s2": Fold(1, 2, 1)})
-    blocks, _ = build_blocks(g, w)
+    blocks, _ = build_blocks(g, w, analysis=True)
     t = {x.name: x for x in stage_timings(g, w)}
     assert t["s0"].cycles == blocks["s0"].cycles_per_sample
     assert t["s0"].latency == blocks["s0"].latency
