@@ -83,7 +83,8 @@ def row(run: Path, spec: str, board: str) -> dict:
         "EE LUT/FF/DSP/BRAM": _res(syn) if syn else (_res(est) + " est" if est else "-"),
         "base LUT/FF/DSP/BRAM": _res(syn_b) if syn_b else (_res(est_b) + " est"
                                                              if est_b else "-"),
-        "Fmax MHz": (f"{bld['fmax_mhz']:.1f}" if bld.get("fmax_mhz") else "-"),
+        "Fmax MHz": (f"{bld['fmax_mhz']:.1f}" if bld.get("fmax_mhz") else "-")
+        + (f" / {bld['baseline_fmax_mhz']:.1f}" if bld.get("baseline_fmax_mhz") else ""),
         "energy/exit nJ": " / ".join(f"{e['energy_pj'] / 1e3:.2f}" for e in e_exits) or "-",
         "mean vs base nJ": (f"{energy['mean_pj'] / 1e3:.2f} vs {energy['baseline_pj'] / 1e3:.2f}"
                             if energy.get("mean_pj") else "-"),
