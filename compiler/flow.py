@@ -7,7 +7,9 @@ Passes, in order (printed with `--verbose`): lower, baseline, explore (early exi
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -226,9 +228,18 @@ def load_design(run: Path, which: str = "early_exit", taps: bool = False):
                        id_width=m["id_width"], taps=taps), m
 
 
+def _build_one(job) -> dict:
+    """One design of `run_build` (a process of its own when both run side by side)."""
+    from ..boards.build import build
+    from ..boards.profiles import get_board
+    run, which, board_name, pixels, n, thresholds, modes = job
+    acc, _ = load_design(Path(run), which)
+    return build(acc, get_board(board_name), Path(run) / "build" / which, name="top",
+                 pixels_per_sample=pixels, exits=n, thresholds=thresholds, modes=modes)
+
+
 def run_build(run: Path, board_name: str | None = None, *, force: bool = False, log=print) -> dict:
     """`exitgate build`: both designs in the UART harness through the open toolchain."""
-    from ..boards.build import build
     from ..boards.profiles import get_board
 
     run = Path(run)
@@ -241,13 +252,23 @@ def run_build(run: Path, board_name: str | None = None, *, force: bool = False, 
     prepare_step(run, "build", force)
     out = {"board": board.name, "family": board.family, "device": board.device}
     pixels = m["interface"]["pixels"]["pixels_per_sample"]
-    for which, key in (("early_exit", "synthesised"), ("baseline", "baseline_synthesised")):
-        acc, _ = load_design(run, which)
-        log(f"build {which} for {board.name} ...")
+    jobs = []
+    for which in ("early_exit", "baseline"):
         n = len(m["predicted"]["exits"]) if which == "early_exit" else 1
         regs = m["thresholds"]["registers"] if which == "early_exit" else []
-        r = build(acc, board, run / "build" / which, name="top", pixels_per_sample=pixels,
-                  exits=n, thresholds=regs + [1 << 16], modes=[0] * (n - 1) + [2])
+        jobs.append((str(run), which, board.name, pixels, n, regs + [1 << 16],
+                     [0] * (n - 1) + [2]))
+    # the two place-and-routes are single-threaded: side by side when there are cores for both
+    workers = min(len(jobs), os.cpu_count() or 1)
+    log(f"build early_exit and baseline for {board.name} "
+        f"({'side by side' if workers > 1 else 'one after the other'}) ...")
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_build_one, jobs))
+    else:
+        results = [_build_one(j) for j in jobs]
+    for (_, which, *_), r in zip(jobs, results):
+        key = "synthesised" if which == "early_exit" else "baseline_synthesised"
         out.setdefault("resources", {})[key] = r.get("resources")
         out[which] = r
     ee = out["early_exit"]

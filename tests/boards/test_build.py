@@ -3,6 +3,7 @@ the sources-only plan for the Arty A7 (no open xc7 flow here).
 
 Measured on 2 cores: iCE40 ~7 s, ECP5 ~16 s, so both stay in the default suite."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -76,3 +77,24 @@ def test_build_needs_pixels_per_sample(tmp_path):
         build(standin, "icebreaker", tmp_path)
     with pytest.raises(ExitgateError, match="unknown board 'nope'"):
         build(standin, "nope", tmp_path, pixels_per_sample=PIXELS)
+
+
+def test_exitgate_build_writes_both_designs_for_a_run(trained_run, tmp_path):
+    """`exitgate build` on a compiled run: both designs (built side by side when two cores are
+    free) each get their own directory and their own entry in build.json; nothing is lost
+    between the worker processes and the parent."""
+    import shutil
+    from exitgate.cli import main
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    assert main(["compile", str(run), "--board", "arty-a7-35"]) == 0
+    assert main(["build", str(run)]) == 0
+    b = json.loads((run / "build" / "build.json").read_text())
+    assert b["board"] == "arty-a7-35"
+    for which in ("early_exit", "baseline"):
+        assert b[which]["status"] == "sources-only"
+        top = (run / "build" / which / "top.v").read_text()
+        assert "module top" in top
+    # the early-exit harness carries two exits' result logic, the baseline one: not the same file
+    assert (run / "build" / "early_exit" / "top.v").read_text() != \
+        (run / "build" / "baseline" / "top.v").read_text()
