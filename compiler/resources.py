@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.mvu import accumulator_width
+from ..hw.mvu import accumulator_width, adder_tree_registers
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -217,11 +217,8 @@ def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w) -> int:
     word, bias), products, one register per two adder-tree levels; 5 flags and the bias at each."""
     prod = ib + wb + 1
     bits = simd * ib + pe * simd * wb + pe * bias_w + 5 + pe * simd * prod + pe * bias_w + 5
-    n, level = simd, 0
-    while n > 1:
-        n, level = (n + 1) // 2, level + 1
-        if level % 2 == 0:
-            bits += pe * n * (prod + level) + pe * bias_w + 5
+    for level, n in adder_tree_registers(simd):
+        bits += pe * n * (prod + level) + pe * bias_w + 5
     return bits
 
 
@@ -353,8 +350,8 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away)
     cond_buffer  width (payload bits), beats_per_sample, depth
-    skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);  router;  tagger;
-    id_counter width
+    skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);
+    router;  tagger;  id_counter width
     """
     _check_family(family)
     model = model or load_model()

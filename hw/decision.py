@@ -23,9 +23,10 @@ accepted. A write on cycle n is seen by every sample whose first logit is accept
 later; a sample whose first logit is accepted on cycle n or earlier uses the old value.
 
 Pipeline (three stages, each with its own registers, so three samples can be in flight):
-collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one logit a cycle through
-index register -> LUT read register -> accumulator, ``C + 2`` cycles) -> divide + decide (``B + 1``
-quotient bits, one a cycle, the exit test on the last, then the result waits for ``o.ready``).
+collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one logit a cycle
+through index register -> LUT read register -> accumulator, ``C + 2`` cycles) -> divide + decide
+(``B + 1`` quotient bits, one a cycle, the exit test on the last, then the result waits for
+``o.ready``).
 No path has more than a subtract-and-round or an add-and-compare between registers (Fmax).
 Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
@@ -214,9 +215,7 @@ class ExitDecision(wiring.Component):
         diff = (zmax2 - z2[0])[:W]      # in 0 .. 2**W - 1
         m.d.comb += rd.addr.eq(k2)
         s_next = acc2 + e2
-        with m.If(last2 & ~s3_free):
-            pass                        # the sum waits for stage 3; nothing is in flight
-        with m.Else():
+        with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
             m.d.sync += [kv2.eq(issuing2), klast2.eq(issuing2 & (j2 == C - 1)),
                          ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
             with m.If(issuing2):

@@ -31,15 +31,25 @@ from ..numerics import bits_for_range, int_range
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "LaneSerialiser", "elements"]
+           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements"]
+
+
+def adder_tree_registers(simd: int) -> list[tuple[int, int]]:
+    """Where the SIMD adder tree is registered: (level, terms left per PE) after every second
+    level of pairwise adds. The hardware, its latency and its resource estimate all use it."""
+    out, n, level = [], simd, 0
+    while n > 1:
+        n, level = (n + 1) // 2, level + 1
+        if level % 2 == 0:
+            out.append((level, n))
+    return out
 
 
 def mvu_latency(simd: int) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
-    issue -> s1 -> operands -> products -> one register per two adder-tree levels ->
-    accumulator/s2 -> output register."""
-    levels = (simd - 1).bit_length()
-    return 5 + levels // 2
+    issue -> s1 -> operands -> products -> the `adder_tree_registers` -> accumulator/s2 ->
+    output register."""
+    return 5 + len(adder_tree_registers(simd))
 
 
 def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
@@ -202,17 +212,18 @@ class MatrixVectorUnit(wiring.Component):
         terms, flags = register([ws[p * simd + s] * xs[s] for p in range(pe) for s in range(simd)]
                                 + bias, flags, "prod")
         bias, terms = terms[-pe:], terms[:-pe]
-        n_terms, pending = simd, 0
-        while n_terms > 1:
-            terms = [terms[j] + terms[j + 1] if j % n_terms + 1 < n_terms else terms[j]
-                     for j in range(0, len(terms), 1) if j % n_terms % 2 == 0]
-            n_terms = (n_terms + 1) // 2
-            pending += 1
-            if pending == 2:
-                terms, flags = register(terms + bias, flags, "tree")
-                bias, terms = terms[-pe:], terms[:-pe]
-                pending = 0
-        dots = terms
+        groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
+        registered = {level for level, _ in adder_tree_registers(simd)}
+        level = 0
+        while len(groups[0]) > 1:
+            groups = [[g[j] + g[j + 1] if j + 1 < len(g) else g[j] for j in range(0, len(g), 2)]
+                      for g in groups]
+            level += 1
+            if level in registered:
+                n = len(groups[0])
+                flat, flags = register([t for g in groups for t in g] + bias, flags, "tree")
+                groups, bias = [flat[p * n:(p + 1) * n] for p in range(pe)], flat[-pe:]
+        dots = [g[0] for g in groups]
         f_valid, f_sf_first, f_sf_last, f_first, f_last = flags
         m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
 
