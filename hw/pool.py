@@ -4,11 +4,14 @@ Input: a (C, H, W) map on an activation stream of ``lanes`` lanes (``G = C / lan
 pixel). Output: the (C, H // 2, W // 2) map on a stream with the same lanes and width (odd H or W:
 the last row / column is dropped, like ``torch.nn.MaxPool2d(2)``).
 
-One input beat per cycle: even columns are held in G lane registers; on odd columns the
-horizontal max of even rows goes to a line buffer `Memory` (depth ``(W//2)*G``); on odd rows the
-vertical max with the buffered value is emitted. Latency: an output beat is valid 2 cycles after
-the input beat that completes it is accepted. Back-pressure: the output register takes a new beat
-when empty or accepted; the step stage moves on unless it holds a result for a blocked output.
+One input beat per cycle: even columns are held in a `Memory` ``evens`` (depth ``G``, a word of
+lanes x width per group; a register if ``G == 1``); on odd columns the horizontal max of even rows
+goes to a line buffer `Memory` ``line`` (depth ``(W//2)*G``); on odd rows the vertical max with the
+buffered value is emitted. Both memories are read from the input beat's counters when the step
+stage advances (data valid in step 1) and written in step 1, their read ports transparent for
+their write ports. Latency: an output beat is valid 2 cycles after the input beat that completes
+it is accepted. Back-pressure: the output register takes a new beat when empty or accepted; the
+step stage moves on unless it holds a result for a blocked output.
 """
 
 from __future__ import annotations
@@ -106,16 +109,32 @@ class MaxPool2x2(wiring.Component):
             eb = elements(b, self.lanes, self.width, self.signed_data)
             return Cat(*[Mux(x > y, x, y)[:self.width] for x, y in zip(ea, eb)])
 
-        evens = Signal(groups * bits)  # the even column of the current pair, per group
-        held = evens.word_select(s1_g, bits)
-        hmax = lanemax(held, s1_x)
         inside = (s1_h < 2 * (h_max // 2)) & (s1_w < 2 * wo)
         odd_w, odd_h = s1_w[0], s1_h[0]
+
+        # The even column of the current pair, per group, `held` in step 1. groups > 1: a Memory
+        # read and written like `line`. The odd pixel's read (as it enters step 1) comes G - 1 >= 1
+        # advances after its even pixel's write (as that leaves step 1) and before the group's
+        # next write, so the transparency (kept, as for `line`) never acts on a needed word.
+        # groups == 1: a register, written as the even pixel leaves step 1 and read while the
+        # odd one is in it (a depth-1 memory would add a read-data register to the word).
+        even_we = en_1 & s1_valid & ~odd_w
+        if groups > 1:
+            m.submodules.evens = evens = Memory(shape=unsigned(bits), depth=groups, init=[])
+            ev_wr = evens.write_port()
+            ev_rd = evens.read_port(transparent_for=(ev_wr,))
+            m.d.comb += [ev_rd.addr.eq(g), ev_rd.en.eq(en_1),
+                         ev_wr.addr.eq(s1_g), ev_wr.data.eq(s1_x), ev_wr.en.eq(even_we)]
+            held = ev_rd.data
+        else:
+            held = Signal(bits, name="evens")
+            with m.If(even_we):
+                m.d.sync += held.eq(s1_x)
+
+        hmax = lanemax(held, s1_x)
         m.d.comb += [s1_emit.eq(inside & odd_w & odd_h),
                      wr.addr.eq((s1_w >> 1) * groups + s1_g), wr.data.eq(hmax),
                      wr.en.eq(en_1 & s1_valid & inside & odd_w & ~odd_h)]
-        with m.If(en_1 & s1_valid & ~odd_w):
-            m.d.sync += evens.word_select(s1_g, bits).eq(s1_x)
 
         with m.If(en_o):
             m.d.sync += [
