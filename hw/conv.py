@@ -39,7 +39,7 @@ from .stream import activation_signature
 from .window import (SlidingWindow, _check_lanes, _check_shape,
                      sliding_window_golden, window_signature)
 
-__all__ = ["Conv2dStage", "conv2d_acc", "conv2d_golden"]
+__all__ = ["Conv2dStage", "conv2d_acc", "conv2d_golden", "window_buffer_banks"]
 
 KERNEL = 3
 
@@ -64,6 +64,25 @@ def conv2d_golden(x, weights, bias, shift: int, out_bits: int, out_signed: bool,
     return requantise(conv2d_acc(x, weights, bias), shift, out_bits, out_signed, relu)
 
 
+#: most banks `window_buffer_banks` chooses (the buffer memory is ``banks * SF`` words)
+MAX_BANKS = 16
+
+
+def window_buffer_banks(shape, in_lanes: int, fold: int) -> int:
+    """Banks of the conv's window buffer: the fewest (a power of two, at least 2, at most
+    `MAX_BANKS`) that hide the window's warm-up at a sample boundary. Between the last window of
+    one sample and the first of the next the window takes ``(W + 4) * G`` steps (the padding
+    row and the first row and a pixel of the next sample); each bank the buffer holds ahead
+    covers one pixel's ``fold = NF * SF`` compute cycles, so ``banks * fold >= (W + 4) * G``
+    keeps the MVU busy across samples. With a large fold (small boards) that is 2 banks."""
+    c, _, w = shape
+    warmup = (w + 4) * (c // in_lanes)
+    banks = 2
+    while banks * fold < warmup and banks < MAX_BANKS:
+        banks *= 2
+    return banks
+
+
 def _fill_schedule(groups: int, beat_units: int, word_units: int) -> int:
     """Cycle model of `_WindowBuffer`'s fill for one pixel offered back to back into an empty
     gearbox and a free bank: the cycle of the pixel's last word write, counted from the first
@@ -83,8 +102,10 @@ def _fill_schedule(groups: int, beat_units: int, word_units: int) -> int:
 
 class _WindowBuffer(wiring.Component):
     """Packs the ``groups`` window beats of a pixel into ``SF = n / simd`` words of ``simd``
-    values in one of two banks of a `Memory` (``2 * SF`` words) and replays the other bank ``nf``
-    times, one word (chunk) per cycle.
+    values in one of ``banks`` banks of a `Memory` (``banks * SF`` words), filled and replayed in
+    turn, and replays each full bank ``nf`` times, one word (chunk) per cycle. With two banks
+    collecting pixel p+1 overlaps computing p; more banks let the window run further ahead
+    (across a sample boundary, see `window_buffer_banks`).
 
     A beat holds ``9 * lanes`` values and a word ``simd``; both are whole numbers of units of
     ``u = gcd(9 * lanes, simd)`` values. A staging register of ``simd - u + 9 * lanes`` values (a
@@ -99,8 +120,9 @@ class _WindowBuffer(wiring.Component):
     """
 
     def __init__(self, *, groups: int, lanes: int, width: int, signed_data: bool, nf: int,
-                 simd: int):
+                 simd: int, banks: int = 2):
         self.groups, self.lanes, self.width, self.nf, self.simd = groups, lanes, width, nf, simd
+        self.banks = banks
         beat = KERNEL * KERNEL * lanes
         self.sf = groups * beat // simd
         self.unit = math.gcd(beat, simd)
@@ -115,24 +137,28 @@ class _WindowBuffer(wiring.Component):
         bu, wu = self.beat_units, self.word_units
         unit_bits = self.unit * self.width
         word_bits = wu * unit_bits
-        m.submodules.banks = banks = Memory(shape=unsigned(word_bits), depth=2 * sf_max, init=[])
+        nb = self.banks
+        m.submodules.banks = banks = Memory(shape=unsigned(word_bits), depth=nb * sf_max, init=[])
         wr, rd = banks.write_port(), banks.read_port()
-        full, bank_first, bank_last = Signal(2), Signal(2), Signal(2)
+        full, bank_first, bank_last = Signal(nb), Signal(nb), Signal(nb)
 
         # Fill: gearbox of (wu - 1 + bu) units; word widx of bank wb from its lowest wu units.
         stage = Signal((wu - 1 + bu) * unit_bits)
         count = Signal(range(wu + bu))
         left = Signal(range(wu + bu))
         emit, accept = Signal(), Signal()
-        wb = Signal()
+        wb = Signal(range(nb))
         widx = Signal(range(sf_max))
+        # word address of bank wb's word widx: banks are filled in turn, so (beyond two banks,
+        # where it is a mux) a counter of its own instead of wb * SF + widx arithmetic
+        waddr = Signal(range(nb * sf_max))
         g = Signal(range(groups))
         pix_first, pix_last = Signal(), Signal()
         m.d.comb += [emit.eq((count >= wu) & ~full.bit_select(wb, 1)),
                      left.eq(Mux(emit, count - wu, count)),
                      i.ready.eq(left < wu),
                      accept.eq(i.valid & i.ready),
-                     wr.addr.eq(Mux(wb, sf_max + widx, widx)),
+                     wr.addr.eq(Mux(wb, sf_max + widx, widx) if nb == 2 else waddr),
                      wr.data.eq(stage[:word_bits]),
                      wr.en.eq(emit)]
         m.d.sync += [stage.eq(Mux(emit, stage >> word_bits, stage)),
@@ -150,26 +176,34 @@ class _WindowBuffer(wiring.Component):
         # The pixel's last word is written no earlier than the cycle the next pixel's first beat
         # is taken, so pix_first / pix_last still hold this pixel's markers here.
         with m.If(emit):
+            if nb > 2:
+                m.d.sync += waddr.eq(Mux(waddr == nb * sf_max - 1, 0, waddr + 1))
             with m.If(widx == sf_max - 1):
-                m.d.sync += [widx.eq(0), wb.eq(~wb), full.bit_select(wb, 1).eq(1),
+                m.d.sync += [widx.eq(0), wb.eq(~wb if nb == 2 else wb + 1),
+                             full.bit_select(wb, 1).eq(1),
                              bank_first.bit_select(wb, 1).eq(pix_first),
                              bank_last.bit_select(wb, 1).eq(pix_last)]
             with m.Else():
                 m.d.sync += widx.eq(widx + 1)
 
         # Replay: bank rb, NF passes of SF words; the read port's data is the output payload.
-        rb = Signal()
+        rb = Signal(range(nb))
+        rbase = Signal(range(nb * sf_max))      # rb * SF (beyond two banks)
         nf = Signal(range(nf_max))
         sf = Signal(range(sf_max))
         en, issue = Signal(), Signal()
         first, last = Signal(), Signal()
         m.d.comb += [en.eq(~o.valid | o.ready), issue.eq(en & full.bit_select(rb, 1)),
-                     rd.addr.eq(Mux(rb, sf_max + sf, sf)), rd.en.eq(en),
+                     rd.addr.eq(Mux(rb, sf_max + sf, sf) if nb == 2 else rbase + sf),
+                     rd.en.eq(en),
                      o.payload.data.eq(rd.data), o.payload.first.eq(first),
                      o.payload.last.eq(last)]
         with m.If(en):
             m.d.sync += o.valid.eq(issue)
         final = step_replay(m, issue, full, rb, nf, sf, nf_max, sf_max)
+        if nb > 2:
+            with m.If(issue & final):
+                m.d.sync += rbase.eq(Mux(rb == nb - 1, 0, rbase + sf_max))
         with m.If(issue):
             m.d.sync += [first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
                          last.eq(bank_last.bit_select(rb, 1) & final)]
@@ -186,7 +220,7 @@ class Conv2dStage(wiring.Component):
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int = 0, out_bits: int = 8,
                  out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
-                 in_lanes: int = 1, out_lanes: int | None = None):
+                 in_lanes: int = 1, out_lanes: int | None = None, banks: int | None = None):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = "Conv2dStage"
         _check_shape(owner, shape)
@@ -222,6 +256,11 @@ class Conv2dStage(wiring.Component):
         self.out_signed, self.relu = out_signed, relu
         self.pe, self.simd, self.in_lanes, self.out_lanes = pe, simd, in_lanes, out_lanes
         self.nf, self.sf = cout // pe, n // simd
+        if banks is None:
+            banks = window_buffer_banks(shape, in_lanes, self.nf * self.sf)
+        if not isinstance(banks, int) or banks < 2 or banks & (banks - 1):
+            raise ValueError(f"{owner}: banks must be a power of two >= 2, got {banks!r}")
+        self.banks = banks
         self.acc_width = accumulator_width(weights, bias, in_width, in_signed)
         self._MustUse__silence = False
         super().__init__({
@@ -234,7 +273,7 @@ class Conv2dStage(wiring.Component):
     def cycles_per_sample(self) -> int:
         """Designed cycles per sample on a back-to-back stream (no back-pressure): the largest of
         compute (``NF*SF`` per pixel, plus the window's warm-up of ``(W+4)*G`` steps at a sample
-        boundary beyond the two pixels the buffer holds), the window's ``(H+1)*(W+1)*G`` steps,
+        boundary beyond the ``banks`` pixels the buffer holds: none with `window_buffer_banks`), the window's ``(H+1)*(W+1)*G`` steps,
         the buffer's fill, and the output's ``Cout/out_lanes`` beats per pixel.
 
         Fill: the buffer writes one word a cycle, so a pixel takes ``max(SF, G)`` cycles, and the
@@ -245,7 +284,7 @@ class Conv2dStage(wiring.Component):
         c, h, w = self.shape
         groups = c // self.in_lanes
         fold = self.nf * self.sf
-        compute = h * w * fold + max(0, (w + 4) * groups - 2 * fold)
+        compute = h * w * fold + max(0, (w + 4) * groups - self.banks * fold)
         beat = KERNEL * KERNEL * self.in_lanes
         hide = max(0, 2 * (beat - self.simd) // self.simd)
         fill = (h * w * max(self.sf, groups) + (h - 1) * max(0, groups - hide)
@@ -291,7 +330,7 @@ class Conv2dStage(wiring.Component):
             signed_data=self.in_signed)
         m.submodules.buffer = buffer = _WindowBuffer(
             groups=groups, lanes=self.in_lanes, width=self.in_width,
-            signed_data=self.in_signed, nf=self.nf, simd=self.simd)
+            signed_data=self.in_signed, nf=self.nf, simd=self.simd, banks=self.banks)
         # Matrix columns in the buffer's vector order: g, ky, kx, lane.
         cout = self.out_shape[0]
         matrix = self.weights.reshape(cout, groups, self.in_lanes, KERNEL, KERNEL) \

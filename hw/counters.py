@@ -26,10 +26,11 @@ def step_raster(m, counters) -> None:
 def step_replay(m, issue, full, rb, nf, sf, nf_max: int, sf_max: int):
     """The replay side of a double-buffered operand bank: on ``issue``, step ``sf`` (chunk within
     a pass) and ``nf`` (pass); after the last chunk of the last pass release bank ``rb`` (clear
-    its ``full`` bit, switch banks). Returns the ``final`` (last chunk) condition."""
+    its ``full`` bit, move to the next bank). Returns the ``final`` (last chunk) condition."""
     final = (nf == nf_max - 1) & (sf == sf_max - 1)
     with m.If(issue):
         step_raster(m, [(sf, sf_max), (nf, nf_max)])
         with m.If(final):
-            m.d.sync += [full.bit_select(rb, 1).eq(0), rb.eq(~rb)]
+            # banks are replayed in turn: rb + 1 wraps when the bank count is a power of two
+            m.d.sync += [full.bit_select(rb, 1).eq(0), rb.eq(~rb if len(rb) == 1 else rb + 1)]
     return final

@@ -65,16 +65,23 @@ THROUGHPUT = [
     # non-emitting steps, not the replay, set the pace
     dict(c=6, h=3, w=4, cout=3, pe=3, simd=6, in_lanes=1, out_lanes=3),
     dict(c=4, h=4, w=4, cout=1, pe=1, simd=1, in_lanes=1, out_lanes=1),
+    # compute-bound with a short fold (the digits model's first conv on a large board): two
+    # banks leave the window's warm-up at each sample boundary exposed, the default bank count
+    # (window_buffer_banks: 8 here) hides it, so the II is exactly NF*SF
+    dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8, banks=2),
+    dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8),
 ]
 
 
 @pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "window", "serialiser", "fill",
-                                               "fill-simd1"])
+                                               "fill-simd1", "warmup-2banks", "warmup-hidden"])
 def test_conv_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(7)
     dut, _, _ = _make(rng, p["c"], p["h"], p["w"], p["cout"], weight_bits=4, in_signed=False,
                       shift=4, pe=p["pe"], simd=p["simd"], in_lanes=p["in_lanes"],
-                      out_lanes=p["out_lanes"])
+                      out_lanes=p["out_lanes"], banks=p.get("banks"))
+    if "banks" not in p and p["c"] == 1:
+        assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf
     samples = 6
     x = _inputs(rng, samples, dut.shape, False)
     beats = p["h"] * p["w"] * p["cout"] // p["out_lanes"]
@@ -163,6 +170,8 @@ def _ok_args():
     (dict(in_width=33), "Conv2dStage: in_width must be an integer in 1..32, got 33"),
     (dict(shape=(2, 4)), "Conv2dStage: shape must be a (C, H, W) tuple of positive integers, "
                          "got (2, 4)"),
+    (dict(banks=3), "Conv2dStage: banks must be a power of two >= 2, got 3"),
+    (dict(banks=1), "Conv2dStage: banks must be a power of two >= 2, got 1"),
 ])
 def test_conv_validation(change, message):
     weights, bias, shape = _ok_args()
