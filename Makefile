@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (python3 + a C++ compiler):
 #   make run    set up .venv if needed, then run the main job on the default (digits,
-#               iCEBreaker): `exitgate flow`, which resumes and skips up-to-date steps
+#               ULX3S-85F): `exitgate flow`, which resumes and skips up-to-date steps
 #   make test   set up .venv if needed, then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv

@@ -6,8 +6,8 @@
     .venv/bin/python bench/resource_fit.py --design RUN_DIR   # also whole accelerators of a run
 
 Each configuration in `CONFIGS` is one block (kind + parameters); ``held_out`` ones are not
-used by the fit. Synthesis (plain ``synth_ice40`` / ``synth_ecp5``, as the amaranth platforms
-run it) goes through `exitgate.boards.synth`, two processes at a time; results are cached in
+used by the fit. Synthesis (``synth_ice40 -dsp`` / ``synth_ecp5``, as the board builds run it:
+`exitgate.boards.synth.SYNTH_OPTIONS`) goes through `exitgate.boards.synth`, two processes at a time; results are cached in
 ``bench/out/resource_synth.json`` keyed by the configuration. The fit is a non-negative least
 squares on *relative* error (each row divided by its synthesised value), per family, of LUT and
 FF on the features of `resources.block_features`; DSP and BRAM are structural, not fitted.
@@ -28,7 +28,7 @@ import numpy as np
 from amaranth.back import verilog
 from scipy.optimize import nnls
 
-from exitgate.boards.synth import synthesise
+from exitgate.boards.synth import SYNTH_OPTIONS, synthesise
 from exitgate.errors import ExitgateError
 from exitgate.compiler import resources as rm
 
@@ -64,6 +64,18 @@ CONFIGS = [
        simd=1),
     _c("conv", True, shape=(4, 4, 4), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=2,
        simd=36),
+    # frame conv (SIMD 1, one input lane): the digits model's convolutions at the smallest
+    # folding, and others
+    _c("conv_frame", shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=1,
+       simd=1),
+    _c("conv_frame", shape=(1, 8, 8), cout=16, in_bits=5, weight_bits=8, in_lanes=1, pe=1,
+       simd=1),
+    _c("conv_frame", shape=(4, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=2,
+       simd=1),
+    _c("conv_frame", shape=(8, 6, 6), cout=16, in_bits=6, weight_bits=3, in_lanes=1, pe=4,
+       simd=1),
+    _c("conv_frame", True, shape=(2, 8, 6), cout=6, in_bits=8, weight_bits=8, in_lanes=1, pe=3,
+       simd=1),
     # linear
     _c("linear", shape=(16, 2, 2), cout=10, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=4,
        logits=True),
@@ -89,6 +101,9 @@ CONFIGS = [
     _c("decision", classes=10, logit_width=20, threshold_bits=8),
     _c("decision", classes=4, logit_width=12, threshold_bits=6),
     _c("decision", True, classes=10, logit_width=18, threshold_bits=6),
+    _c("decision", classes=10, logit_width=24, threshold_bits=8, store="single"),
+    _c("decision", classes=4, logit_width=12, threshold_bits=6, store="single"),
+    _c("decision", True, classes=10, logit_width=18, threshold_bits=6, store="single"),
     # conditional buffer: payload width, beats per sample, depth
     _c("cond_buffer", width=34, beats_per_sample=64, depth=4),
     _c("cond_buffer", width=10, beats_per_sample=16, depth=2),
@@ -127,6 +142,7 @@ def build(cfg):
     from amaranth.lib.fifo import SyncFIFOBuffered
     from exitgate.hw.cond_buffer import ConditionalBuffer
     from exitgate.hw.conv import Conv2dStage
+    from exitgate.hw.conv_frame import FrameConv2dStage
     from exitgate.hw.decision import ExitDecision
     from exitgate.hw.linear import LinearStage
     from exitgate.hw.merge import ExitMerge
@@ -137,11 +153,11 @@ def build(cfg):
     from amaranth.lib import stream
     rng = np.random.default_rng(0)
     kind = cfg["kind"]
-    if kind in ("conv", "linear"):
+    if kind in ("conv", "conv_frame", "linear"):
         c, h, w = cfg["shape"]
         wb, cout = cfg["weight_bits"], cfg["cout"]
         wmax = (1 << (wb - 1)) - 1
-        shape_w = (cout, c, 3, 3) if kind == "conv" else (cout, c * h * w)
+        shape_w = (cout, c * h * w) if kind == "linear" else (cout, c, 3, 3)
         weights = rng.integers(-wmax, wmax + 1, shape_w)
         bias = rng.integers(-500, 500, cout)
         logits = cfg.get("logits", False)
@@ -149,7 +165,7 @@ def build(cfg):
                   in_lanes=cfg["in_lanes"])
         kw.update(shift=None) if logits else kw.update(shift=6, out_bits=8, relu=True,
                                                        out_lanes=1)
-        cls = Conv2dStage if kind == "conv" else LinearStage
+        cls = {"conv": Conv2dStage, "conv_frame": FrameConv2dStage, "linear": LinearStage}[kind]
         blk = cls(weights, bias, (c, h, w), **kw)
         params = {k: cfg[k] for k in ("shape", "cout", "in_bits", "weight_bits", "in_lanes",
                                       "pe", "simd")}
@@ -164,9 +180,10 @@ def build(cfg):
     if kind == "decision":
         spec = DecisionSpec(classes=cfg["classes"], logit_frac_bits=4,
                             threshold_bits=cfg["threshold_bits"])
+        store = cfg.get("store", "double")
         return (ExitDecision(spec, logit_width=cfg["logit_width"], id_width=8,
-                              threshold=1 << (spec.threshold_bits - 1)),
-                {"spec": spec, "logit_width": cfg["logit_width"], "id_width": 8})
+                              threshold=1 << (spec.threshold_bits - 1), store=store),
+                {"spec": spec, "logit_width": cfg["logit_width"], "id_width": 8, "store": store})
     if kind == "cond_buffer":
         lanes = (cfg["width"] - 2) // 8 if (cfg["width"] - 2) % 8 == 0 else 1
         bits = (cfg["width"] - 2) // lanes
@@ -199,11 +216,13 @@ def _verilog(blk) -> str:
 
 def _synth_job(args):
     key, family, text = args
+    options = SYNTH_OPTIONS[family]
     try:
         r = synthesise(text, family)
     except ExitgateError as e:   # e.g. yowasp's ABC9 crashing on some ECP5 netlists
-        return key, family, {"failed": str(e).strip().splitlines()[-1][-300:]}
-    return key, family, {k: r[k] for k in ("lut", "ff", "dsp", "bram")}
+        return key, family, {"failed": str(e).strip().splitlines()[-1][-300:],
+                             "options": options}
+    return key, family, {**{k: r[k] for k in ("lut", "ff", "dsp", "bram")}, "options": options}
 
 
 def _synthesised(cache: dict, key: str, family: str) -> dict | None:
@@ -239,9 +258,11 @@ def synth_all(configs, cache: dict, workers: int = 2) -> dict:
 
 
 def _missing(cache, key, text) -> list:
-    """(key, family, verilog) of every family not yet synthesised for this Verilog."""
+    """(key, family, verilog) of every family not yet synthesised for this Verilog with the
+    family's current synth options (entries without options were plain synth_<family>)."""
     entry = _current(cache, key, text)
-    return [(key, fam, text) for fam in FAMILIES if fam not in entry]
+    return [(key, fam, text) for fam in FAMILIES
+            if fam not in entry or entry[fam].get("options", "") != SYNTH_OPTIONS[fam]]
 
 
 def _synthesise(jobs, cache, workers, what) -> None:
@@ -422,7 +443,7 @@ def main(argv=None):
         rm._load.cache_clear()
     if model is None:
         model = {"how": (
-            "bench/resource_fit.py --fit: yosys (yowasp) plain synth_ice40 / synth_ecp5 of each "
+            "bench/resource_fit.py --fit: yosys (yowasp) synth_ice40 -dsp / synth_ecp5 of each "
             "configuration's block (random weights in [-(2**(wb-1)-1), 2**(wb-1)-1], bias in "
             "[-500, 500)); non-negative least squares on relative error of LUT and FF over the "
             "non-held-out configurations, per family; LUT features and FF features from "

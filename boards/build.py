@@ -9,6 +9,8 @@ writes its build plan into ``out_dir`` and the plan's script (``build_<name>.sh`
 environment of `exitgate.sim.tools.tool_env` (YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5,
 ECPPACK pointing at the yowasp tools). nextpnr is asked for a JSON report (``--report``) and to
 finish even when timing fails (``--timing-allow-fail``; the result says whether it was met).
+yosys runs ``synth_<family>`` with `exitgate.boards.synth.SYNTH_OPTIONS` (``-dsp`` on iCE40: the
+UP5K's SB_MAC16 take the multipliers, as the resource estimates assume).
 
 The result dict:
 
@@ -37,6 +39,7 @@ from ..errors import ExitgateError
 from ..sim.tools import tool_env
 from .harness import UartHarness
 from .profiles import BoardProfile, get_board
+from .synth import SYNTH_OPTIONS
 
 __all__ = ["build", "TOOL_PACKAGES"]
 
@@ -86,6 +89,7 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     _require_tools([t for t in platform.required_tools if t in TOOL_PACKAGES], env)
     report = out / f"{name}.report.json"
     plan = platform.build(harness, name=name, build_dir=str(out), do_build=False,
+                          synth_opts=SYNTH_OPTIONS[profile.family],
                           nextpnr_opts=["--report", report.name, "--timing-allow-fail"])
     plan.extract(str(out))
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),

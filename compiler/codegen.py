@@ -4,8 +4,9 @@ with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
 Wiring (per exit k, level k = samples that continued past exits 0..k-1):
 
     pixels -> level-0 stages -> ... -> branch stage (output of segment k)
-    (every conv / linear / pool stage's output passes a SkidBuffer, so no ready path spans two
-    stages)
+    (every conv / linear / pool stage's and every decision unit's output passes a SkidBuffer, so
+    no ready path spans two stages; unless the graph says ``skids=False``, for a board they do
+    not fit)
                                           |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
                                           |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
     ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
@@ -34,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from ..hw.cond_buffer import ConditionalBuffer
 from ..hw.conv import Conv2dStage
+from ..hw.conv_frame import FrameConv2dStage
 from ..hw.decision import ExitDecision
 from ..hw.interface import accelerator_signature
 from ..hw.linear import LinearStage
@@ -45,10 +47,45 @@ from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
 from .graph import HwGraph, Stage
 
 __all__ = ["Accelerator", "build_block", "build_blocks", "emit_verilog", "activity_units",
-           "ACTIVITY_WIDTH"]
+           "ACTIVITY_WIDTH", "conv_impl", "decision_store", "decision_unit", "FRAME_MAX_BITS"]
+
+#: largest double-buffered input frame (2 x C*H*W x in_bits) a SIMD-1 conv keeps in memory
+#: (`conv_impl`): 16 kbit, four iCE40 block RAMs or one ECP5 DP16KD
+FRAME_MAX_BITS = 16384
 
 #: bits of each activity counter (taps only): 2**40 cycles is > 12 hours at 25 MHz
 ACTIVITY_WIDTH = 40
+
+
+def conv_impl(stage: Stage, in_lanes: int, in_bits: int) -> str:
+    """Which block implements a conv stage: ``"frame"`` (`FrameConv2dStage`: the input frame in
+    one memory, the MVU reading its operands from it) when the stage takes one value a cycle
+    (SIMD 1, one input lane) and its double-buffered frame fits in `FRAME_MAX_BITS`, else
+    ``"window"`` (`Conv2dStage`: line buffer, sliding window and window buffer). Same results
+    and cycles per sample; the frame needs none of the window's (K-1) x C column registers, the
+    bulk of a small conv's flip-flops."""
+    c, h, w = stage.in_shape
+    small = 2 * c * h * w * in_bits <= FRAME_MAX_BITS
+    return "frame" if stage.fold.simd == 1 and in_lanes == 1 and small else "window"
+
+
+def decision_store(spec: DecisionSpec, producer_cycles: float) -> str:
+    """The decision unit's logit store (`ExitDecision` ``store``): ``"single"`` (one copy of the
+    logits, smaller) when its initiation interval still keeps up with the stage that produces
+    the logits (``producer_cycles`` per sample), else ``"double"``."""
+    single = ExitDecision(spec, logit_width=2, id_width=1, threshold=1, store="single")
+    single._MustUse__silence = True
+    return "single" if single.initiation_interval <= producer_cycles else "double"
+
+
+def decision_unit(stage: Stage, logits_blk, *, id_width: int, threshold: int,
+                  mode: int) -> ExitDecision:
+    """The `ExitDecision` of a decision stage fed by ``logits_blk`` (its store by
+    `decision_store`)."""
+    spec = DecisionSpec.from_dict(stage.params["decision"])
+    return ExitDecision(spec, logit_width=logits_blk.acc_width, id_width=id_width,
+                        threshold=threshold, mode=mode,
+                        store=decision_store(spec, logits_blk.cycles_per_sample))
 
 
 def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool):
@@ -56,7 +93,8 @@ def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_sig
     block's constructor) for a folding the block cannot take."""
     p, f = stage.params, stage.fold
     if stage.kind in ("conv", "linear"):
-        cls = Conv2dStage if stage.kind == "conv" else LinearStage
+        cls = LinearStage if stage.kind == "linear" else (
+            FrameConv2dStage if conv_impl(stage, in_lanes, in_bits) == "frame" else Conv2dStage)
         kw = dict(in_width=in_bits, in_signed=in_signed, weight_bits=p["weight_bits"],
                   pe=f.pe, simd=f.simd, in_lanes=in_lanes)
         if p.get("shift") is None:
@@ -159,9 +197,12 @@ class Accelerator(wiring.Component):
         stage_out = {}
         for name, blk in self.blocks.items():
             m.submodules[name] = blk
-            m.submodules[f"skid_{name}"] = skid = SkidBuffer(blk.o.signature)
-            wiring.connect(m, blk.o, skid.i)
-            stage_out[name] = skid.o
+            if g.skids:
+                m.submodules[f"skid_{name}"] = skid = SkidBuffer(blk.o.signature)
+                wiring.connect(m, blk.o, skid.i)
+                stage_out[name] = skid.o
+            else:
+                stage_out[name] = blk.o
         # forks where a stage feeds several consumers
         taps: dict[tuple, object] = {}
         for src in [None] + [s.name for s in g.stages]:
@@ -192,9 +233,9 @@ class Accelerator(wiring.Component):
             spec = DecisionSpec.from_dict(st.params["decision"])
             final = k == g.exits - 1
             logits_blk = self.blocks[st.src]
-            dec = ExitDecision(spec, logit_width=logits_blk.acc_width, id_width=self.id_width,
-                               threshold=1 << spec.threshold_bits if final else self.thresholds[k],
-                               mode=MODE_ALWAYS if final else MODE_THRESHOLD)
+            dec = decision_unit(st, logits_blk, id_width=self.id_width,
+                                threshold=1 << spec.threshold_bits if final else self.thresholds[k],
+                                mode=MODE_ALWAYS if final else MODE_THRESHOLD)
             m.submodules[f"decision{k}"] = dec
             tag = IdTagger(stage_out[st.src].signature,
                            activation_signature(1, logits_blk.acc_width, signed_data=True,
@@ -214,7 +255,12 @@ class Accelerator(wiring.Component):
                 id_sources[k] = tag.ids
             router = DecisionRouter(dec.o.payload.shape(), self.id_width, final=final)
             m.submodules[f"router{k}"] = router
-            wiring.connect(m, dec.o, router.i)
+            if g.skids:     # the decision's ready path stops here (router, merge, buffers)
+                m.submodules[f"skid_d{k}"] = dskid = SkidBuffer(dec.o.signature)
+                wiring.connect(m, dec.o, dskid.i)
+                wiring.connect(m, dskid.o, router.i)
+            else:
+                wiring.connect(m, dec.o, router.i)
             routers[k] = router
             merge_inputs[k] = router.result
             if not final:

@@ -87,12 +87,18 @@ def format_fold_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _trial_name(skids: bool, depth: int) -> str:
+    """Key of a rejected (skid buffers, buffer depth) trial in the manifest: "16", or "16, no
+    skid buffers"."""
+    return f"{depth}" + ("" if skids else ", no skid buffers")
+
+
 def run_compile(run: Path, board_name: str | None = None, *, force: bool = False,
                 buffer_depth: int | None = None, log=print) -> dict:
     """Compile a trained RUN for a board (see module docstring). ``buffer_depth``: samples each
     conditional buffer holds; None: the largest of `BUFFER_DEPTHS` at which both designs fit."""
     from ..boards.profiles import DEFAULT_BOARD, get_board
-    from .resources import Resources, estimate_design, logic_cells
+    from .resources import Resources, estimate_design, harness_estimate, logic_cells
 
     run = Path(run)
     require_step(run, "train")
@@ -113,29 +119,37 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         budget["cells"], caps["cells"] = board.budget.lut, board.budget.cap
     family = board.family
 
+    harness = harness_estimate(family)
     requested = buffer_depth
     rejected = {}
-    for buffer_depth in ([requested] if requested is not None else BUFFER_DEPTHS):
+    # Skid buffers (Fmax) first; without them (area) only if no buffer depth fits with them.
+    # Deeper conditional buffers first (throughput).
+    trials = [(skids, depth) for skids in (True, False)
+              for depth in ([requested] if requested is not None else BUFFER_DEPTHS)]
+    for skids, buffer_depth in trials:
         def est(g, depth=buffer_depth):
-            r = estimate_design(g, weights, family, buffer_depth=depth)
+            # what the board holds: the accelerator and the UART harness `build` wraps it in
+            r = estimate_design(g, weights, family, buffer_depth=depth) + harness
             cells = logic_cells(r, family)
             return r.as_dict() | ({} if cells is None else {"cells": cells})
 
         try:
-            ee = explore(graph, weights, seq, budget, est, cap=caps, depth=buffer_depth)
-            bl = explore(base_graph, weights, np.zeros(len(seq), dtype=int), budget, est,
-                         cap=caps, depth=buffer_depth)
+            ee = explore(graph.with_skids(skids), weights, seq, budget, est, cap=caps,
+                         depth=buffer_depth)
+            bl = explore(base_graph.with_skids(skids), weights, np.zeros(len(seq), dtype=int),
+                         budget, est, cap=caps, depth=buffer_depth)
             break
         except ValueError as e:
-            rejected[str(buffer_depth)] = str(e)
+            rejected[_trial_name(skids, buffer_depth)] = str(e)
     else:
         tried = "" if requested is not None else \
-            f" at any buffer depth ({', '.join(map(str, BUFFER_DEPTHS))}; at {buffer_depth})"
-        raise ExitgateError(f"the design does not fit {board.name}{tried}: "
-                            f"{rejected[str(buffer_depth)]}; try a larger board "
-                            f"(`--board ulx3s-85f`) or a smaller model")
+            f" at any buffer depth ({', '.join(map(str, BUFFER_DEPTHS))})"
+        raise ExitgateError(f"the design does not fit {board.name}{tried}, with or without "
+                            f"skid buffers: {rejected[_trial_name(skids, buffer_depth)]}; try a "
+                            f"larger board (`--board ulx3s-85f`) or a smaller model")
     if rejected:
-        log(f"buffer depth {buffer_depth}: deeper buffers do not fit {board.name} "
+        log(f"buffer depth {_trial_name(skids, buffer_depth)}: larger designs do not fit "
+            f"{board.name} "
             f"({'; '.join(f'{d}: {why}' for d, why in rejected.items())})")
     regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
     hw = run / "hw"
@@ -160,7 +174,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         "clock_mhz": board.clock_mhz,
         "budget": budget, "utilisation_cap": board.budget.cap, "utilisation_caps": caps,
         "flow": list(FLOW),
-        "id_width": ID_WIDTH, "buffer_depth": buffer_depth,
+        "id_width": ID_WIDTH, "buffer_depth": buffer_depth, "skid_buffers": skids,
         "buffer_depth_choice": {"requested": requested, "tried": list(BUFFER_DEPTHS)
                                 if requested is None else [requested], "rejected": rejected},
         "thresholds": {"values": thresholds, "registers": regs},
@@ -178,7 +192,9 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
                       for k in range(len(ir.exits))],
             "baseline_latency_cycles": path_latency(bl.graph, weights, 0),
         },
-        "resources": {"estimated": ee.resources, "baseline_estimated": bl.resources},
+        # both include the UART harness (as build.json's synthesised figures do)
+        "resources": {"estimated": ee.resources, "baseline_estimated": bl.resources,
+                      "harness_estimated": harness.as_dict(), "includes_harness": True},
         "baseline": {"stages": _stage_rows(bl.graph, bl.timings)},
         "interface": {
             "toplevel": "exitgate_top", "clock": "clk", "reset": "rst (synchronous, active high)",
@@ -216,7 +232,7 @@ def load_graph(run: Path, which: str = "early_exit"):
     if which == "baseline":
         graph, rows = baseline(graph), m["baseline"]["stages"]
     folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
-    return graph.with_folds(folds), ir, weights, m
+    return graph.with_folds(folds).with_skids(m.get("skid_buffers", True)), ir, weights, m
 
 
 def load_design(run: Path, which: str = "early_exit", taps: bool = False):

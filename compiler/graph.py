@@ -72,6 +72,9 @@ class HwGraph:
     input_bits: int
     input_shape: tuple[int, int, int]
     classes: int
+    #: a SkidBuffer after every conv / linear / pool stage (codegen), so no ready path spans two
+    #: stages (Fmax); compile drops them on a board they do not fit (area)
+    skids: bool = True
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -89,6 +92,9 @@ class HwGraph:
             return None
         k = self.stage(stage.src).level
         return k if stage.level > k else None
+
+    def with_skids(self, skids: bool) -> "HwGraph":
+        return replace(self, skids=bool(skids))
 
     def with_folds(self, folds: dict[str, Fold]) -> "HwGraph":
         return replace(self, stages=tuple(replace(s, fold=folds.get(s.name, s.fold))

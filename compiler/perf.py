@@ -20,12 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.decision import ExitDecision
+from ..hw.conv_frame import FrameConv2dStage
 from ..hw.mvu import mvu_latency
 from ..hw.plumbing import SKID_LATENCY
 from ..hw.stream import beats_of
-from ..numerics import DecisionSpec
-from .codegen import build_blocks
+from .codegen import build_blocks, decision_unit
 from .graph import HwGraph
 
 __all__ = ["StageTiming", "stage_timings", "level_times", "analytic_throughput",
@@ -42,9 +41,8 @@ class StageTiming:
     latency: int      # the block's own latency figure (see each block)
 
 
-def _decision_timing(stage, logit_bits) -> tuple[int, int]:
-    spec = DecisionSpec.from_dict(stage.params["decision"])
-    d = ExitDecision(spec, logit_width=logit_bits, id_width=8, threshold=1)
+def _decision_timing(stage, logits_blk) -> tuple[int, int]:
+    d = decision_unit(stage, logits_blk, id_width=8, threshold=1, mode=0)
     d._MustUse__silence = True
     return d.initiation_interval, d.latency
 
@@ -56,7 +54,7 @@ def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
     out = []
     for st in graph.stages:
         if st.kind == "decision":
-            ii, lat = _decision_timing(st, blocks[st.src].acc_width)
+            ii, lat = _decision_timing(st, blocks[st.src])
             out.append(StageTiming(st.name, st.kind, st.level, ii, lat))
             continue
         blk = blocks[st.name]
@@ -160,6 +158,11 @@ def _edges(blk, kind: str) -> tuple[int, int]:
     """(input cycles, tail) of a block for one sample in an idle pipeline: how long it takes to
     accept the whole sample, and how long after its last input beat its last output beat
     leaves."""
+    if kind == "conv" and isinstance(blk, FrameConv2dStage):
+        # one beat a cycle into a free bank; outputs one pass (SF chunks) apart from `latency`
+        c, h, w = blk.shape
+        last_out = blk.latency + (h * w * blk.nf - 1) * blk.sf + blk.pe // blk.out_lanes - 1
+        return c * h * w, max(1, last_out - (c * h * w - 1))
     if kind == "conv":
         c, h, w = blk.shape
         g = c // blk.in_lanes
@@ -201,6 +204,8 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         blk = blocks[st.name]
         in_cycles, tail = _edges(blk, st.kind)
         last = max(last, first + in_cycles)
-        first = first + int(blk.latency) + SKID_LATENCY    # the skid buffer after every stage
-        last = last + tail + SKID_LATENCY
-    return int(last + _decision_timing(d, blocks[d.src].acc_width)[1])
+        skid = SKID_LATENCY if graph.skids else 0    # the skid buffer after every stage
+        first = first + int(blk.latency) + skid
+        last = last + tail + skid
+    return int(last + _decision_timing(d, blocks[d.src])[1] + (SKID_LATENCY if graph.skids
+                                                               else 0))

@@ -7,11 +7,12 @@ The estimate of a block is exact where the structure decides it and fitted where
   primitive offers), distributed RAM (ECP5 only, RAMs only: TRELLIS_DPR16X4 16x4, cost 4 each)
   or soft logic (cost 1 per RAM bit, 1/16 per ROM bit). That gives BRAM exactly and tells the
   fitted part which bits land in LUTs or FFs.
-* **DSP** counts the multipliers the tool maps: iCE40 none (the amaranth platform runs plain
-  ``synth_ice40``, without ``-dsp``: every multiplier is built from LUTs, so the 8 SB_MAC16 of an
-  UP5K never limit a design); ECP5 every ``$mul`` with both operands >= 2 bits (``synth_ecp5``
-  maps them all to MULT18X18D): PE*SIMD products per MVU and the
-  constant multiplies ``x * K`` (K not a power of two) of the address arithmetic.
+* **DSP** counts the multipliers the tool maps. iCE40: `exitgate.boards.build` runs
+  ``synth_ice40 -dsp``, whose ``mul2dsp`` sends every ``$mul`` with both operands >= 2 bits and a
+  product of >= 11 bits to an SB_MAC16 (16 x 16), the rest to LUTs. ECP5: every ``$mul`` with
+  both operands >= 2 bits (``synth_ecp5`` maps them all to MULT18X18D). Both: PE*SIMD products
+  per MVU and the constant multiplies ``x * K`` (K not a power of two) of the address arithmetic
+  that the same rule sends to a DSP.
 * **LUT and FF** are linear in a few structural *features* of the block (`block_features`):
   register bits, soft multiplier bit-products, adder bits, ROM bits in logic, mux
   bits, ... with per-family coefficients fitted to yosys synthesis by `bench/resource_fit.py`
@@ -35,17 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hw.conv import window_buffer_banks
 from ..hw.mvu import accumulator_width, adder_tree_registers
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
 __all__ = ["FAMILIES", "KINDS", "Resources", "MemoryMap", "map_memory", "block_features",
            "estimate_block", "estimate_stage", "estimate_design", "design_blocks", "load_model",
-           "logic_cells", "ICE40_UNPAIRED_FF"]
+           "logic_cells", "ICE40_UNPAIRED_FF", "HARNESS", "harness_estimate"]
 
 FAMILIES = ("ice40", "ecp5", "xc7")
-KINDS = ("conv", "linear", "pool", "decision", "cond_buffer", "fork", "id_fifo", "merge",
-         "router", "tagger", "id_counter", "skid")
+KINDS = ("conv", "conv_frame", "linear", "pool", "decision", "cond_buffer", "fork", "id_fifo",
+         "merge", "router", "tagger", "id_counter", "skid")
 MODEL_PATH = Path(__file__).with_name("resource_model.json")
 XC7_LUT_PER_LUT4 = 0.7
 
@@ -125,9 +127,17 @@ def map_memory(depth: int, width: int, family: str, *, rom: bool,
     return min(options, key=lambda o: o[0])[1]
 
 
-def _const_mul(var_range: int, const: int) -> int:
-    """1 if ``Signal(range(var_range)) * const`` stays a ``$mul`` of operands >= 2 bits."""
-    return int(_rw(var_range) >= 2 and const >= 2 and const & (const - 1) != 0)
+def _const_mul(var_range: int, const: int, family: str = "ecp5") -> int:
+    """1 if ``Signal(range(var_range)) * const`` stays a ``$mul`` of operands >= 2 bits that the
+    family maps to a DSP (iCE40: only a product of >= 11 bits, `_ice40_dsp`)."""
+    mul = _rw(var_range) >= 2 and const >= 2 and const & (const - 1) != 0
+    return int(mul and (family != "ice40" or _ice40_dsp(_rw(var_range), const.bit_length())))
+
+
+def _ice40_dsp(a_bits: int, b_bits: int) -> bool:
+    """``synth_ice40 -dsp`` (mul2dsp: DSP_A/B_MINWIDTH=2, DSP_Y_MINWIDTH=11) maps the product to
+    SB_MAC16."""
+    return a_bits >= 2 and b_bits >= 2 and a_bits + b_bits >= 11
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -173,12 +183,16 @@ class _Features:
         return mm
 
     def multiply(self, a_bits: int, b_bits: int, count: int = 1) -> None:
-        """``count`` multipliers of a_bits x b_bits: DSP on ECP5/xc7, soft logic on iCE40."""
+        """``count`` multipliers of a_bits x b_bits: DSP where the family's synthesis maps them
+        (see module docstring), soft logic otherwise."""
         if a_bits < 2 or b_bits < 2:
             self.add("mul_bits", count * a_bits * b_bits)
             return
         if self.family == "ice40":
-            self.add("mul_bits", count * a_bits * b_bits)
+            if _ice40_dsp(a_bits, b_bits):
+                self.mults += count * math.ceil(a_bits / 16) * math.ceil(b_bits / 16)
+            else:
+                self.add("mul_bits", count * a_bits * b_bits)
         else:
             span = 18 if self.family == "ecp5" else 25
             self.mults += count * math.ceil(max(a_bits, b_bits) / span) \
@@ -191,13 +205,13 @@ def _window_features(x: _Features, c, h, w, lanes, ib):
     x.memory(w * g, 2 * row, rom=False, transparent=True)
     x.add("regs", 2 * (_rw(h + 1) + _rw(w + 1) + _rw(g)) + 1 + row + 6 * g * row + 9 * row + 3)
     x.add("mux_bits", 9 * row)
-    x.mults += 2 * _const_mul(w + 1, g) if x.family != "ice40" else 0
+    x.mults += 2 * _const_mul(w + 1, g, x.family)
     x.add("counter_bits", _rw(h + 1) + _rw(w + 1) + _rw(g))
 
 
-def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd):
-    """`exitgate.hw.conv._WindowBuffer`: two banks of ``SF`` words of ``simd`` values in one
-    memory, a gearbox staging register of ``simd - u + 9*lanes`` values (``u`` = gcd of beat and
+def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd, banks=2):
+    """`exitgate.hw.conv._WindowBuffer`: ``banks`` banks of ``SF`` words of ``simd`` values in
+    one memory (beyond two banks, fill and replay address counters), a gearbox staging register of ``simd - u + 9*lanes`` values (``u`` = gcd of beat and
     word) whose input is a mux over the ``simd / u`` offsets a beat can land at, and the fill /
     replay counters and flags."""
     beat = 9 * lanes
@@ -205,9 +219,11 @@ def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd):
     bu, wu = beat // u, simd // u
     sf = g * beat // simd
     stage = (simd - u + beat) * ib
-    x.memory(2 * sf, simd * ib, rom=False, read_reg=True)
+    x.memory(banks * sf, simd * ib, rom=False, read_reg=True)
     counters = 2 * _rw(sf) + _rw(nf) + _rw(wu + bu) + _rw(g)
-    x.add("regs", stage + counters + 16)
+    if banks > 2:
+        counters += 2 * _rw(banks * sf) + 2 * _rw(banks)
+    x.add("regs", stage + counters + 3 * (banks - 2) + 16)
     x.add("mux_bits", stage + wu * beat * ib)
     x.add("counter_bits", counters)
 
@@ -247,8 +263,30 @@ def block_features(kind: str, family: str, **p) -> _Features:
         ib, wb, lanes, pe, simd = p["in_bits"], p["weight_bits"], p["in_lanes"], p["pe"], p["simd"]
         g = c // lanes
         _window_features(x, c, h, w, lanes, ib)
-        _window_buffer_features(x, g, lanes, ib, p["cout"] // pe, simd)
+        nf, sf = p["cout"] // pe, 9 * c // simd
+        _window_buffer_features(x, g, lanes, ib, nf, simd,
+                                window_buffer_banks((c, h, w), lanes, nf * sf))
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
+                      p["out_bits"], p["out_lanes"])
+    elif kind == "conv_frame":
+        # `exitgate.hw.conv_frame.FrameConv2dStage` (SIMD 1, one input lane): the
+        # double-buffered frame, write counters, the read loops (c, nf, ox, oy counters with
+        # their end flags, one-hot kx/ky), the address register with its step mux, the
+        # early-start compare; then the MVU
+        c, h, w = p["shape"]
+        ib, wb, pe = p["in_bits"], p["weight_bits"], p["pe"]
+        frame = c * h * w
+        x.memory(2 * frame, ib, rom=False, read_reg=True)
+        nf = p["cout"] // pe
+        addr = _rw(2 * frame) + 1
+        need = _rw((h * w + w + 2) * c + 1)
+        counters = _rw(frame) + _rw(2 * frame) + _rw(c) + _rw(nf) + _rw(w) + _rw(h)
+        x.add("regs", counters + addr + need + 2 * 3 + 4 * 2 + 12)
+        x.add("counter_bits", counters + need)
+        x.add("add_bits", addr)
+        x.add("mux_bits", 4 * addr + ib)
+        x.add("cmp_bits", need)
+        _mvu_features(x, p["cout"], 9 * c, pe, 1, ib, wb, p["acc_width"], p["bias_width"],
                       p["out_bits"], p["out_lanes"])
     elif kind == "linear":
         c, h, w = p["shape"]
@@ -267,13 +305,17 @@ def block_features(kind: str, family: str, **p) -> _Features:
         lanes, bits = p["lanes"], p["bits"]
         g = c // lanes
         x.memory((w // 2) * g, lanes * bits, rom=False, transparent=True)
-        x.add("regs", 2 * (_rw(h) + _rw(w) + _rw(g)) + 1 + lanes * bits + g * lanes * bits
-              + lanes * bits + 3)
+        # the even column of the current pair, per group: a memory like the line buffer, or
+        # one register when there is one group (`exitgate.hw.pool.MaxPool2x2`)
+        if g > 1:
+            x.memory(g, lanes * bits, rom=False, transparent=True)
+        else:
+            x.add("regs", lanes * bits)
+        x.add("regs", 2 * (_rw(h) + _rw(w) + _rw(g)) + 1 + lanes * bits + lanes * bits + 3)
         x.add("cmp_bits", 2 * lanes * bits)
-        x.add("mux_bits", g * lanes * bits + 2 * lanes * bits)
+        x.add("mux_bits", 2 * lanes * bits)
         x.add("counter_bits", _rw(h) + _rw(w) + _rw(g))
-        if family != "ice40":
-            x.mults += 2 * _const_mul(w, g)
+        x.mults += 2 * _const_mul(w, g, family)
     elif kind == "decision":
         spec: DecisionSpec = p["spec"]
         cl, wd, b, idw = spec.classes, p["logit_width"], spec.threshold_bits, p["id_width"]
@@ -282,10 +324,12 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
         # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
         # after the serial divider (the final exit's mode is constant: no compare).
-        x.add("regs", 2 * cl * wd + 2 * wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
+        # the "single" store keeps one copy of the logits and of z_max (ExitDecision store)
+        copies = 1 if p.get("store", "double") == "single" else 2
+        x.add("regs", copies * (cl * wd + wd) + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
               + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6)  # the pipelined sum stage
-        x.add("mux_bits", cl * wd + 2 * sb)
+        x.add("mux_bits", (cl * wd if copies == 2 else wd) + 2 * sb)
         x.add("cmp_bits", 2 * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
@@ -344,11 +388,12 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
 
     conv    shape (C, H, W), cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width,
             bias_width, out_bits, out_lanes
+    conv_frame  the same (in_lanes 1, simd 1): `FrameConv2dStage` (`codegen.conv_impl`)
     linear  shape, cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width, bias_width,
             out_bits (acc_width for logits), out_lanes
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
-            mode, its threshold compare is optimised away)
+            mode, its threshold compare is optimised away), store ("double" | "single")
     cond_buffer  width (payload bits), beats_per_sample, depth
     skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);
     router;  tagger;  id_counter width
@@ -404,32 +449,46 @@ def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in
     if stage.kind not in ("conv", "linear", "pool"):
         raise ValueError(f"estimate_stage: stage {stage.name} is a {stage.kind} stage; "
                          "use estimate_design for decision units")
-    return estimate_block(stage.kind, family,
+    return estimate_block(_block_kind(stage, in_lanes, in_bits), family,
                           **_stage_params(stage, weights, in_lanes, in_bits, in_signed))
+
+
+def _block_kind(stage: Stage, in_lanes: int, in_bits: int) -> str:
+    """The `estimate_block` kind of a conv / linear / pool stage: a conv is ``conv_frame`` when
+    codegen builds it as a `FrameConv2dStage` (`codegen.conv_impl`)."""
+    from .codegen import conv_impl
+    if stage.kind == "conv" and conv_impl(stage, in_lanes, in_bits) == "frame":
+        return "conv_frame"
+    return stage.kind
 
 
 def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                   id_width: int = 8) -> list[tuple[str, str, dict]]:
     """The blocks of ``Accelerator(graph, weights, ..., buffer_depth, id_width)`` as
     (name, kind, `estimate_block` parameters), in the order `Accelerator.elaborate` makes them."""
+    from .codegen import build_block, decision_store
     out = []
     fmt = {None: (1, graph.input_bits, False)}
-    acc = {}
+    acc, cycles = {}, {}
     for st in graph.stages:
         if st.kind == "decision":
             continue
         lanes, bits, sgn = fmt[st.src]
         params = _stage_params(st, weights, lanes, bits, sgn)
-        out.append((st.name, st.kind, params))
+        out.append((st.name, _block_kind(st, lanes, bits), params))
         if st.kind == "pool":
             fmt[st.name] = (lanes, bits, sgn)
         elif st.params.get("shift") is None:
             fmt[st.name] = (1, params["acc_width"], True)
             acc[st.name] = params["acc_width"]
+            blk = build_block(st, weights, lanes, bits, sgn)     # the logits' producer
+            blk._MustUse__silence = True
+            cycles[st.name] = blk.cycles_per_sample
         else:
             fmt[st.name] = (params["out_lanes"], st.params["out_bits"], st.params["out_signed"])
-        out.append((f"skid_{st.name}", "skid",
-                    {"width": fmt[st.name][0] * fmt[st.name][1] + 2}))
+        if graph.skids:
+            out.append((f"skid_{st.name}", "skid",
+                        {"width": fmt[st.name][0] * fmt[st.name][1] + 2}))
     for src in [None] + [s.name for s in graph.stages]:
         if src is not None and graph.stage(src).kind == "decision":
             continue
@@ -444,7 +503,12 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         spec0 = spec0 or spec
         out.append((f"decision{st.exit}", "decision",
                     {"spec": spec, "logit_width": acc[st.src], "id_width": id_width,
-                     "final": st.exit == graph.exits - 1}))
+                     "final": st.exit == graph.exits - 1,
+                     "store": decision_store(spec, cycles[st.src])}))
+        if graph.skids:     # after the decision unit: its result payload
+            out.append((f"skid_d{st.exit}", "skid",
+                        {"width": id_width + max(1, _rw(graph.classes)) + 1
+                         + spec.threshold_bits + 1}))
         out.append((f"tag{st.exit}", "tagger", {}))
         out.append((f"router{st.exit}", "router", {}))
         if st.exit == 0:
@@ -468,10 +532,28 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
 
 #: iCE40 logic cells (ICESTORM_LC) hold one LUT4 and one FF, and a FF shares a cell only with
 #: the LUT that feeds it: FFs fed by FFs (shift registers, pipeline and holding registers) take
-#: cells of their own. Measured on nextpnr-ice40 placements of two digits designs (exitgate
-#: build, yowasp 0.5x): 7398 cells for 4692 LUT + 3858 FF, 6892 for 4728 + 2987, i.e. about
-#: 0.71 of the FFs unpaired. An estimate from two designs, not a fit.
-ICE40_UNPAIRED_FF = 0.71
+#: cells of their own. Measured on nextpnr-ice40 packings of two digits designs in the UART
+#: harness (exitgate build, synth_ice40 -dsp, yowasp 0.5x): 4765 cells for 2333 LUT + 3125 FF
+#: (baseline, smallest folding), 5261 for 2977 + 2985 (early exit, a wider folding), i.e. 0.78
+#: and 0.77 of the FFs unpaired. An estimate from two designs, not a fit.
+ICE40_UNPAIRED_FF = 0.77
+
+#: The UART harness `exitgate build` wraps every design in (`exitgate.boards.harness`): receive
+#: FIFO, UART, result framer, threshold copies. Measured as yosys synthesis of the harnessed
+#: digits early-exit design minus the accelerator alone (2 exits, 64 pixels a sample); compile
+#: reserves it in the budget, since the board holds both.
+HARNESS = {"ice40": Resources(lut=295, ff=251, dsp=0, bram=1),
+           "ecp5": Resources(lut=320, ff=236, dsp=0, bram=0)}
+
+
+def harness_estimate(family: str) -> "Resources":
+    """What the UART harness adds to a design on ``family`` (`HARNESS`; xc7 from ECP5 as in
+    `estimate_block`)."""
+    _check_family(family)
+    if family == "xc7":
+        h = HARNESS["ecp5"]
+        return Resources(lut=round(h.lut * XC7_LUT_PER_LUT4), ff=h.ff, dsp=0, bram=0)
+    return HARNESS[family]
 
 
 def logic_cells(res: "Resources", family: str) -> int | None:

@@ -7,8 +7,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from exitgate.compiler.codegen import Accelerator
+from exitgate.compiler.codegen import Accelerator, decision_unit
 from exitgate.compiler.graph import Fold, lower
+from exitgate.compiler.perf import path_latency
 from exitgate.numerics import MODE_NEVER
 from exitgate.quant.ir import load_ir
 from exitgate.sim.scoreboard import Scoreboard, expected_results
@@ -99,3 +100,37 @@ def test_runtime_mode_write_sends_everything_to_the_final_exit(design, digits):
         sb.add(r)
     assert sb.finish() == []
     assert all(r["exit"] == 1 for r in results if r["id"] >= 4)
+
+
+def test_area_folding_uses_frame_convs_and_single_store_decisions(trained_run, digits):
+    """At SIMD 1 (small boards) both convs are `FrameConv2dStage`s and, with logits produced
+    slower than one per two cycles, both decision units keep a single logit store; no skid
+    buffers: the whole accelerator still matches the integer reference sample by sample, under
+    back-pressure, and its unloaded latency is the model's."""
+    from exitgate.hw.conv_frame import FrameConv2dStage
+    out, _ = trained_run
+    ir, weights = load_ir(out)
+    graph = lower(ir, weights).with_folds(
+        {"s0": Fold(4, 1), "s2": Fold(1, 16), "s3": Fold(4, 1), "s5": Fold(1, 8)}
+    ).with_skids(False)     # as compile builds it when skid buffers do not fit
+    T = 0.9
+    acc = Accelerator(graph, weights, [ir.exits[0].decision.threshold_register(T)],
+                      buffer_depth=2, id_width=4)
+    assert isinstance(acc.blocks["s0"], FrameConv2dStage)
+    assert isinstance(acc.blocks["s3"], FrameConv2dStage)
+    x = digits.x_test[:10]
+    expected = expected_results(ir, weights, x, [T])
+    assert {e["exit"] for e in expected} == {0, 1}, "both exits must be exercised"
+    sb = Scoreboard(expected, id_width=4)
+    results = _simulate(acc, x, idle=0.2, stall=0.3)
+    for r in results:
+        sb.add(r)
+    assert sb.finish() == []
+    # an idle pipeline: the first sample's latency is what the performance model predicts
+    (first,) = _simulate(acc, x[:1])
+    predicted = path_latency(graph, weights, first["exit"])
+    assert abs(predicted / first["cycle"] - 1) < 0.05, (predicted, first)
+    for d in (s for s in graph.stages if s.kind == "decision"):   # what Accelerator builds
+        unit = decision_unit(d, acc.blocks[d.src], id_width=4, threshold=1, mode=0)
+        unit._MustUse__silence = True
+        assert unit.store == "single"

@@ -43,7 +43,8 @@ def test_design_too_large_for_the_board_names_the_resource(trained_run, capsys, 
     shutil.copytree(trained_run[0], run)
     assert main(["compile", str(run), "--board", "icebreaker", "--buffer-depth", "16"]) == 1
     err = capsys.readouterr().err
-    assert "does not fit icebreaker: the smallest folding needs" in err
+    assert "does not fit icebreaker, with or without skid buffers: the smallest folding needs" \
+        in err
     # at depth 16 the conditional buffer's block RAM is what does not fit (hard blocks: 100%)
     assert "BRAM, more than 100% of the board's 30" in err and "--board ulx3s-85f" in err
 
@@ -79,13 +80,15 @@ def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
     from exitgate.boards.profiles import get_board
     from exitgate.compiler.flow import run_compile
     from exitgate.compiler.graph import Fold, lower
-    from exitgate.compiler.resources import estimate_design
+    from exitgate.compiler.resources import estimate_design, harness_estimate
     from exitgate.quant.ir import load_ir
 
     ir, weights = load_ir(trained_run[0])
     g = lower(ir, weights)
     g = g.with_folds({s.name: Fold(1, 1, 1) for s in g.stages if s.kind in ("conv", "linear")})
-    bram = {d: estimate_design(g, weights, "ice40", buffer_depth=d).bram for d in (16, 8, 4)}
+    # the board holds the accelerator and the UART harness
+    bram = {d: estimate_design(g, weights, "ice40", buffer_depth=d).bram
+            + harness_estimate("ice40").bram for d in (16, 8, 4)}
     assert bram[16] > bram[8] > bram[4]
     board = get_board("icebreaker")
     small = dataclasses.replace(board, budget=dataclasses.replace(
@@ -104,6 +107,7 @@ def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
     m8 = run_compile(run, dataclasses.replace(small, budget=dataclasses.replace(
         small.budget, bram=bram[8])), force=True, buffer_depth=8, log=logged.append)
     assert m8["buffer_depth"] == 8 and m8["buffer_depth_choice"]["rejected"] == {}
-    with pytest.raises(Exception, match=r"does not fit icebreaker: the smallest folding needs "
+    with pytest.raises(Exception, match=r"does not fit icebreaker, with or without skid "
+                                        r"buffers: the smallest folding needs "
                                         rf"{bram[16]} BRAM, more than 100% of the board's"):
         run_compile(run, small, force=True, buffer_depth=16)

@@ -1,12 +1,14 @@
 """Resource estimates: structure (monotone in PE*SIMD, BRAM geometry, DSP mapping), the fitted
 model's file, errors on bad input, and one small block against a real yosys synthesis."""
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 
 from exitgate.compiler import resources as rm
 from exitgate.compiler.resources import (FAMILIES, KINDS, Resources, block_features, bram_tiles,
                                          estimate_block, load_model, map_memory)
+from exitgate.hw.conv import window_buffer_banks
 
 
 def _conv(pe, simd, **kw):
@@ -28,17 +30,37 @@ def test_conv_and_linear_grow_with_pe_times_simd(family):
         ests = [estimate_block(kind, family, **make(pe, simd)) for pe, simd in folds]
         luts = [e.lut for e in ests]
         assert luts == sorted(luts), (kind, family, luts)
-        if family != "ice40":
-            dsps = [e.dsp for e in ests]
-            assert dsps == sorted(dsps) and dsps[-1] >= folds[-1][0] * folds[-1][1]
+        dsps = [e.dsp for e in ests]
+        assert dsps == sorted(dsps) and dsps[-1] >= folds[-1][0] * folds[-1][1]
 
 
-def test_ice40_maps_no_multiplier_to_dsp():
-    """amaranth's iCE40 flow runs synth_ice40 without -dsp: multipliers are LUTs."""
+def test_ice40_maps_products_of_11_bits_to_dsp():
+    """The builds run synth_ice40 -dsp: a product of >= 11 bits takes an SB_MAC16, a narrower
+    one stays in LUTs."""
     small = estimate_block("conv", "ice40", **_conv(1, 1))
     big = estimate_block("conv", "ice40", **_conv(8, 8))
-    assert small.dsp == big.dsp == 0
-    assert big.lut > small.lut + 64 * 20   # 64 soft 8x4 multipliers
+    assert (small.dsp, big.dsp) == (1, 64)   # 8 x 4 bits: 12-bit products
+    narrow = [estimate_block("conv", "ice40", **_conv(pe, 8, in_bits=4, weight_bits=2))
+              for pe in (1, 8)]
+    assert [r.dsp for r in narrow] == [0, 0]   # 4 x 2 bits: 6-bit products, soft logic
+    assert narrow[1].lut > narrow[0].lut + 56 * 4
+
+
+def test_ice40_dsp_count_matches_synthesis():
+    """SB_MAC16 of a small conv, estimated vs synth_ice40 -dsp (the options the builds use)."""
+    from exitgate.boards.synth import synthesise
+    from exitgate.hw.conv import Conv2dStage
+    rng = np.random.default_rng(0)
+    for in_width, wbits, pe, simd in ((8, 8, 2, 2), (4, 2, 2, 3)):
+        lim = (1 << (wbits - 1)) - 1
+        dut = Conv2dStage(rng.integers(-lim, lim + 1, (4, 2, 3, 3)), rng.integers(-9, 9, 4),
+                          (2, 4, 4), in_width=in_width, weight_bits=wbits, shift=3, pe=pe,
+                          simd=simd)
+        syn = synthesise(verilog.convert(dut, name="top"), "ice40")
+        est = estimate_block("conv", "ice40", shape=(2, 4, 4), cout=4, in_bits=in_width,
+                             weight_bits=wbits, in_lanes=1, pe=pe, simd=simd,
+                             acc_width=dut.acc_width, bias_width=5, out_bits=8, out_lanes=pe)
+        assert est.dsp == syn["dsp"] == (pe * simd if in_width + wbits >= 11 else 0)
 
 
 def test_ecp5_counts_one_dsp_per_product():
@@ -125,6 +147,9 @@ def test_conv_window_buffer_is_one_memory_not_register_banks():
     wide = block_features("conv", "ice40", **{**p, "simd": 16})
     assert wide.bram == bram_tiles(288, 128, "ice40") + 1 + bram_tiles(18, 128, "ice40")
     assert "ram_bits" not in wide.f
+    # ... and with a fold of 32 cycles a pixel, 4 banks hide the window's warm-up of
+    # (4 + 4) * 16 steps between samples (window_buffer_banks)
     whole = block_features("conv", "ice40", **{**p, "simd": 144})
-    assert whole.f["ram_bits"] == 2 * 144 * 8
+    assert window_buffer_banks((16, 4, 4), 1, 32) == 4
+    assert whole.f["ram_bits"] == 4 * 144 * 8
     assert whole.bram == 1   # the line buffer (the 32-word weight ROM is cheaper in LUTs)
