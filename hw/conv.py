@@ -210,19 +210,17 @@ class _WindowBuffer(wiring.Component):
         return m
 
 
-class Conv2dStage(wiring.Component):
-    """3x3 convolution, pad 1, stride 1, + bias, requantise (see module docstring).
-
-    Ports: ``i``: In(activation stream, in_lanes x in_width, signed iff in_signed);
-    ``o``: Out(activation stream, out_lanes x out_bits, signed iff out_signed).
-    """
+class _ConvStage(wiring.Component):
+    """What `Conv2dStage` and `exitgate.hw.conv_frame.FrameConv2dStage` share: the constructor's
+    checks and attributes (the folding's SIMD and input lanes are each block's own,
+    `_check_fold`), the ports, and the MVU (-> lane serialiser) at the end of ``elaborate``."""
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int = 0, out_bits: int = 8,
                  out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
                  in_lanes: int = 1, out_lanes: int | None = None, banks: int | None = None):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
-        owner = "Conv2dStage"
+        owner = type(self).__name__
         _check_shape(owner, shape)
         c, h, w = shape
         weights = np.asarray(weights)
@@ -242,10 +240,7 @@ class Conv2dStage(wiring.Component):
             raise ValueError(f"{owner}: pe must be a positive divisor of the output channel "
                              f"count ({cout}), got {pe!r}")
         n = c * KERNEL * KERNEL
-        if not isinstance(simd, int) or simd < 1 or n % simd:
-            raise ValueError(f"{owner}: simd must be a positive divisor of in_channels * 9 "
-                             f"({n}), got {simd!r}")
-        _check_lanes(owner, in_lanes, c, "in_lanes")
+        self._check_fold(owner, c, simd, in_lanes)
         if not isinstance(out_lanes, int) or out_lanes < 1 or pe % out_lanes:
             raise ValueError(f"{owner}: out_lanes must be a positive divisor of pe ({pe}), "
                              f"got {out_lanes!r}")
@@ -256,11 +251,7 @@ class Conv2dStage(wiring.Component):
         self.out_signed, self.relu = out_signed, relu
         self.pe, self.simd, self.in_lanes, self.out_lanes = pe, simd, in_lanes, out_lanes
         self.nf, self.sf = cout // pe, n // simd
-        if banks is None:
-            banks = window_buffer_banks(shape, in_lanes, self.nf * self.sf)
-        if not isinstance(banks, int) or banks < 2 or banks & (banks - 1):
-            raise ValueError(f"{owner}: banks must be a power of two >= 2, got {banks!r}")
-        self.banks = banks
+        self.banks = self._banks(owner, banks)
         self.acc_width = accumulator_width(weights, bias, in_width, in_signed)
         self._MustUse__silence = False
         super().__init__({
@@ -268,6 +259,53 @@ class Conv2dStage(wiring.Component):
             "o": Out(activation_signature(out_lanes, out_bits, signed_data=out_signed))})
         #: observation only: the MVU's ``mac_active`` and ``weight_read_en`` (`MatrixVectorUnit`)
         self.mac_active, self.weight_read_en = Signal(), Signal()
+
+    def _check_fold(self, owner: str, channels: int, simd, in_lanes) -> None:
+        raise NotImplementedError
+
+    def _banks(self, owner: str, banks) -> int:
+        raise NotImplementedError
+
+    def _mvu(self, m, matrix, chunks) -> None:
+        """The MVU on the chunk stream ``chunks`` (vector order = ``matrix``'s columns), then the
+        lane serialiser when ``out_lanes < pe``, to ``o``."""
+        m.submodules.mvu = mvu = MatrixVectorUnit(
+            matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
+            weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
+            shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
+        wiring.connect(m, chunks, mvu.i)
+        m.d.comb += [self.mac_active.eq(mvu.mac_active),
+                     self.weight_read_en.eq(mvu.weight_read_en)]
+        if self.out_lanes == self.pe:
+            wiring.connect(m, mvu.o, wiring.flipped(self.o))
+        else:
+            m.submodules.serialiser = ser = LaneSerialiser(
+                self.pe, self.out_lanes, self.out_bits, self.out_signed)
+            wiring.connect(m, mvu.o, ser.i)
+            wiring.connect(m, ser.o, wiring.flipped(self.o))
+
+
+class Conv2dStage(_ConvStage):
+    """3x3 convolution, pad 1, stride 1, + bias, requantise (see module docstring).
+
+    Ports: ``i``: In(activation stream, in_lanes x in_width, signed iff in_signed);
+    ``o``: Out(activation stream, out_lanes x out_bits, signed iff out_signed).
+    Arguments: see `_ConvStage`; ``banks``: of the window buffer (None: `window_buffer_banks`).
+    """
+
+    def _check_fold(self, owner, channels, simd, in_lanes):
+        n = channels * KERNEL * KERNEL
+        if not isinstance(simd, int) or simd < 1 or n % simd:
+            raise ValueError(f"{owner}: simd must be a positive divisor of in_channels * 9 "
+                             f"({n}), got {simd!r}")
+        _check_lanes(owner, in_lanes, channels, "in_lanes")
+
+    def _banks(self, owner, banks):
+        if banks is None:
+            banks = window_buffer_banks(self.shape, self.in_lanes, self.nf * self.sf)
+        if not isinstance(banks, int) or banks < 2 or banks & (banks - 1):
+            raise ValueError(f"{owner}: banks must be a power of two >= 2, got {banks!r}")
+        return banks
 
     @property
     def cycles_per_sample(self) -> int:
@@ -335,22 +373,9 @@ class Conv2dStage(wiring.Component):
         cout = self.out_shape[0]
         matrix = self.weights.reshape(cout, groups, self.in_lanes, KERNEL, KERNEL) \
             .transpose(0, 1, 3, 4, 2).reshape(cout, -1)
-        m.submodules.mvu = mvu = MatrixVectorUnit(
-            matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
-            weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
-            shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
-        wiring.connect(m, window.o, buffer.i)
-        wiring.connect(m, buffer.o, mvu.i)
-        m.d.comb += [self.mac_active.eq(mvu.mac_active),
-                     self.weight_read_en.eq(mvu.weight_read_en)]
         wiring.connect(m, wiring.flipped(self.i), window.i)
-        if self.out_lanes == self.pe:
-            wiring.connect(m, mvu.o, wiring.flipped(self.o))
-        else:
-            m.submodules.serialiser = ser = LaneSerialiser(
-                self.pe, self.out_lanes, self.out_bits, self.out_signed)
-            wiring.connect(m, mvu.o, ser.i)
-            wiring.connect(m, ser.o, wiring.flipped(self.o))
+        wiring.connect(m, window.o, buffer.i)
+        self._mvu(m, matrix, buffer.o)
         return m
 
 

@@ -36,17 +36,14 @@ without losing or duplicating beats.
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .conv import KERNEL, _check_common
-from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature,
-                  mvu_latency)
+from .conv import KERNEL, _ConvStage
+from .mvu import chunk_signature, mvu_latency
 from .stream import activation_signature
-from .window import _check_shape
 
 __all__ = ["FrameConv2dStage"]
 
@@ -202,7 +199,7 @@ class _FrameBuffer(wiring.Component):
         return m
 
 
-class FrameConv2dStage(wiring.Component):
+class FrameConv2dStage(_ConvStage):
     """3x3 convolution, pad 1, stride 1, + bias, requantise, at ``simd = 1`` and
     ``in_lanes = 1`` from a double-buffered frame memory (see module docstring). A drop-in for
     `Conv2dStage` there: same constructor, ports, attributes and golden model
@@ -213,54 +210,16 @@ class FrameConv2dStage(wiring.Component):
     ``o``: Out(activation stream, out_lanes x out_bits, signed iff out_signed).
     """
 
-    def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
-                 weight_bits: int = 8, shift: int = 0, out_bits: int = 8,
-                 out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
-                 in_lanes: int = 1, out_lanes: int | None = None, banks: int | None = None):
-        self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
-        owner = "FrameConv2dStage"
-        _check_shape(owner, shape)
-        c, h, w = shape
-        weights = np.asarray(weights)
-        bias = np.asarray(bias)
-        if not np.issubdtype(weights.dtype, np.integer) or weights.ndim != 4 \
-                or weights.shape[1:] != (c, KERNEL, KERNEL):
-            raise ValueError(f"{owner}: weights must be an integer array of shape "
-                             f"(Cout, {c}, 3, 3), got {weights.dtype} {weights.shape}")
-        cout = weights.shape[0]
-        if not np.issubdtype(bias.dtype, np.integer) or bias.shape != (cout,):
-            raise ValueError(f"{owner}: bias must be an integer array of shape ({cout},), "
-                             f"got {bias.dtype} {bias.shape}")
-        _check_common(owner, weights, in_width, weight_bits, shift, out_bits)
-        if out_lanes is None:
-            out_lanes = pe
-        if not isinstance(pe, int) or pe < 1 or cout % pe:
-            raise ValueError(f"{owner}: pe must be a positive divisor of the output channel "
-                             f"count ({cout}), got {pe!r}")
+    def _check_fold(self, owner, channels, simd, in_lanes):
         if not isinstance(simd, int) or simd != 1:
             raise ValueError(f"{owner}: simd must be 1 (the frame memory gives one value a "
                              f"cycle; use Conv2dStage for simd > 1), got {simd!r}")
         if not isinstance(in_lanes, int) or in_lanes != 1:
             raise ValueError(f"{owner}: in_lanes must be 1 (the frame memory takes one value a "
                              f"cycle; use Conv2dStage for in_lanes > 1), got {in_lanes!r}")
-        if not isinstance(out_lanes, int) or out_lanes < 1 or pe % out_lanes:
-            raise ValueError(f"{owner}: out_lanes must be a positive divisor of pe ({pe}), "
-                             f"got {out_lanes!r}")
-        self.weights, self.bias, self.shape = weights.astype(np.int64), bias.astype(np.int64), shape
-        self.out_shape = (cout, h, w)
-        self.in_width, self.in_signed, self.weight_bits = in_width, in_signed, weight_bits
-        self.shift, self.out_bits = int(shift), out_bits
-        self.out_signed, self.relu = out_signed, relu
-        self.pe, self.simd, self.in_lanes, self.out_lanes = pe, simd, in_lanes, out_lanes
-        self.nf, self.sf = cout // pe, c * KERNEL * KERNEL
-        self.banks = BANKS
-        self.acc_width = accumulator_width(weights, bias, in_width, in_signed)
-        self._MustUse__silence = False
-        super().__init__({
-            "i": In(activation_signature(in_lanes, in_width, signed_data=in_signed)),
-            "o": Out(activation_signature(out_lanes, out_bits, signed_data=out_signed))})
-        #: observation only: the MVU's ``mac_active`` and ``weight_read_en`` (`MatrixVectorUnit`)
-        self.mac_active, self.weight_read_en = Signal(), Signal()
+
+    def _banks(self, owner, banks):
+        return BANKS
 
     @property
     def cycles_per_sample(self) -> int:
@@ -296,21 +255,7 @@ class FrameConv2dStage(wiring.Component):
         m.submodules.buffer = buffer = _FrameBuffer(
             self.shape, width=self.in_width, signed_data=self.in_signed, nf=self.nf)
         # Matrix columns in the buffer's vector order: ky, kx, c.
-        cout = self.out_shape[0]
-        matrix = self.weights.transpose(0, 2, 3, 1).reshape(cout, -1)
-        m.submodules.mvu = mvu = MatrixVectorUnit(
-            matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
-            weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
-            shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
-        wiring.connect(m, buffer.o, mvu.i)
-        m.d.comb += [self.mac_active.eq(mvu.mac_active),
-                     self.weight_read_en.eq(mvu.weight_read_en)]
+        matrix = self.weights.transpose(0, 2, 3, 1).reshape(self.out_shape[0], -1)
         wiring.connect(m, wiring.flipped(self.i), buffer.i)
-        if self.out_lanes == self.pe:
-            wiring.connect(m, mvu.o, wiring.flipped(self.o))
-        else:
-            m.submodules.serialiser = ser = LaneSerialiser(
-                self.pe, self.out_lanes, self.out_bits, self.out_signed)
-            wiring.connect(m, mvu.o, ser.i)
-            wiring.connect(m, ser.o, wiring.flipped(self.o))
+        self._mvu(m, matrix, buffer.o)
         return m
