@@ -2,8 +2,9 @@
 resumable, skipping what is already up to date.
 
 Each step has a *fingerprint*: a hash of the files it reads (e.g. compile reads ir.json,
-weights.npz, calibration.json), of the flow's parameters that affect it (board, simulator, ...)
-and of the exitgate version. ``RUN/flow.json`` records, per step, the fingerprint its results
+weights.npz, calibration.json), of the flow's parameters that affect it (board, simulator, ...),
+of the exitgate version and of the exitgate code the step runs (`_CODE`: its subpackages'
+sources and data, so that a changed compiler recompiles even at the same version). ``RUN/flow.json`` records, per step, the fingerprint its results
 were made from. On a re-run a step is skipped when its marker (the step's JSON, written last,
 see `exitgate.runs`) exists and its fingerprint is unchanged; otherwise it is redone, which
 also removes the (now stale) results of every later step. A step that was interrupted has no
@@ -51,6 +52,32 @@ _PARAMS = {
 }
 
 
+# the exitgate code each step runs (paths relative to the package; directories: every .py,
+# .json and .toml file below them)
+_CODE = {
+    "train": ("quant", "numerics.py", "runs.py"),
+    "compile": ("compiler", "hw", "boards", "quant/ir.py", "quant/reference.py", "numerics.py"),
+    "sim": ("sim", "compiler", "hw", "boards", "quant", "numerics.py"),
+    "energy": ("sim", "compiler", "hw", "numerics.py"),
+    "build": ("boards", "compiler", "hw", "numerics.py"),
+    "report": ("report.py",),
+}
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def code_files(step: str) -> list[Path]:
+    """The source and data files of the exitgate code ``step`` runs (`_CODE`), sorted."""
+    files = []
+    for rel in _CODE[step]:
+        path = _PACKAGE / rel
+        if path.is_dir():
+            files += [f for f in path.rglob("*") if f.suffix in (".py", ".json", ".toml")
+                      and "__pycache__" not in f.parts]
+        elif path.is_file():
+            files.append(path)
+    return sorted(files)
+
+
 def _hash_file(h, path: Path) -> None:
     if not path.is_file():
         h.update(f"{path.name}:absent".encode())
@@ -67,6 +94,10 @@ def fingerprint(run: Path, step: str, params: dict) -> str:
     h.update(json.dumps({k: params.get(k) for k in _PARAMS[step]}, sort_keys=True).encode())
     for rel in _INPUTS[step]:
         _hash_file(h, run / rel)
+    for path in code_files(step):
+        h.update(str(path.relative_to(_PACKAGE) if path.is_relative_to(_PACKAGE)
+                     else path).encode())
+        _hash_file(h, path)
     return h.hexdigest()
 
 

@@ -66,6 +66,35 @@ def test_flow_redoes_a_step_whose_inputs_changed_and_everything_after(tmp_path, 
     assert calls == ["sim", "energy", "report"]
 
 
+def test_flow_redoes_the_steps_whose_code_changed(tmp_path, recorder, monkeypatch):
+    """A changed compiler (same exitgate version: a developer's edit, an upgrade that kept the
+    number) recompiles and redoes what follows; train, whose code did not change, is kept."""
+    calls, _ = recorder
+    out = tmp_path / "run"
+    flowmod.run_flow(out, board="ulx3s-85f", build=False, log=lambda *a: None)
+    calls.clear()
+    code = tmp_path / "code"
+    (code / "compiler").mkdir(parents=True)
+    (code / "compiler" / "dse.py").write_text("# the compiler, edited\n")
+    real = flowmod.code_files
+
+    def code_files(step):
+        return real(step) + ([code / "compiler" / "dse.py"] if step == "compile" else [])
+    monkeypatch.setattr(flowmod, "code_files", code_files)
+    flowmod.run_flow(out, board="ulx3s-85f", build=False, log=lambda *a: None)
+    assert calls == ["compile", "sim", "energy", "report"]
+
+
+def test_code_files_cover_what_each_step_runs():
+    rel = {s: {str(p.relative_to(flowmod._PACKAGE)) for p in flowmod.code_files(s)}
+           for s in flowmod.FLOW_STEPS}
+    assert "compiler/resources.py" in rel["compile"] and "compiler/resource_model.json" in \
+        rel["compile"] and "hw/conv.py" in rel["compile"]
+    assert "quant/train.py" in rel["train"] and not any(p.startswith("compiler/")
+                                                        for p in rel["train"])
+    assert "sim/energy.py" in rel["energy"] and "report.py" in rel["report"]
+
+
 def test_interrupted_flow_resumes_at_the_interrupted_step(tmp_path, recorder):
     calls, fail = recorder
     out = tmp_path / "run"
