@@ -197,12 +197,7 @@ class Accelerator(wiring.Component):
         stage_out = {}
         for name, blk in self.blocks.items():
             m.submodules[name] = blk
-            if g.skids:
-                m.submodules[f"skid_{name}"] = skid = SkidBuffer(blk.o.signature)
-                wiring.connect(m, blk.o, skid.i)
-                stage_out[name] = skid.o
-            else:
-                stage_out[name] = blk.o
+            stage_out[name] = self._skid(m, f"skid_{name}", blk.o)
         # forks where a stage feeds several consumers
         taps: dict[tuple, object] = {}
         for src in [None] + [s.name for s in g.stages]:
@@ -255,12 +250,8 @@ class Accelerator(wiring.Component):
                 id_sources[k] = tag.ids
             router = DecisionRouter(dec.o.payload.shape(), self.id_width, final=final)
             m.submodules[f"router{k}"] = router
-            if g.skids:     # the decision's ready path stops here (router, merge, buffers)
-                m.submodules[f"skid_d{k}"] = dskid = SkidBuffer(dec.o.signature)
-                wiring.connect(m, dec.o, dskid.i)
-                wiring.connect(m, dskid.o, router.i)
-            else:
-                wiring.connect(m, dec.o, router.i)
+            # the decision's ready path stops here (router, merge, buffers)
+            wiring.connect(m, self._skid(m, f"skid_d{k}", dec.o), router.i)
             routers[k] = router
             merge_inputs[k] = router.result
             if not final:
@@ -327,6 +318,15 @@ class Accelerator(wiring.Component):
                      res.payload.cls.eq(merge.o.payload.cls),
                      res.payload.confidence.eq(merge.o.payload.confidence)]
         return m
+
+    def _skid(self, m, name: str, stream_out):
+        """``stream_out`` through a SkidBuffer named ``name`` (its output), or as it is when the
+        graph has no skid buffers."""
+        if not self.graph.skids:
+            return stream_out
+        m.submodules[name] = skid = SkidBuffer(stream_out.signature)
+        wiring.connect(m, stream_out, skid.i)
+        return skid.o
 
     def _count_activity(self, m, events) -> None:
         events[("all", "cycles")] = 1

@@ -194,6 +194,7 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
     pixels = int(np.prod(graph.input_shape))
     first, last = 0, pixels - 1          # of the stream feeding the next stage
     decided = {}
+    skid = SKID_LATENCY if graph.skids else 0    # the skid buffer after every stage
     for st in path:
         k = graph.buffer_before(st)
         if k is not None:
@@ -204,8 +205,6 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         blk = blocks[st.name]
         in_cycles, tail = _edges(blk, st.kind)
         last = max(last, first + in_cycles)
-        skid = SKID_LATENCY if graph.skids else 0    # the skid buffer after every stage
         first = first + int(blk.latency) + skid
         last = last + tail + skid
-    return int(last + _decision_timing(d, blocks[d.src])[1] + (SKID_LATENCY if graph.skids
-                                                               else 0))
+    return int(last + _decision_timing(d, blocks[d.src])[1] + skid)   # and after the decision

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hw.conv import window_buffer_banks
+from ..hw.decision import decision_layout
 from ..hw.mvu import accumulator_width, adder_tree_registers
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
@@ -507,8 +508,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                      "store": decision_store(spec, cycles[st.src])}))
         if graph.skids:     # after the decision unit: its result payload
             out.append((f"skid_d{st.exit}", "skid",
-                        {"width": id_width + max(1, _rw(graph.classes)) + 1
-                         + spec.threshold_bits + 1}))
+                        {"width": decision_layout(id_width, graph.classes,
+                                                  spec.threshold_bits).size}))
         out.append((f"tag{st.exit}", "tagger", {}))
         out.append((f"router{st.exit}", "router", {}))
         if st.exit == 0:
