@@ -313,6 +313,38 @@ def mvu_block():
     return _mvu(4, 8)
 
 
+class OnPlatform(wiring.Component):
+    """``dut`` elaborated for ``platform`` (its ``elaborate`` gets that platform object, as in a
+    board build) inside a design `measure_fmax` elaborates without one; the ports are forwarded.
+    For blocks whose hardware depends on the platform (the MVU's ECP5 DSP products)."""
+
+    def __init__(self, dut: wiring.Component, platform):
+        self.dut, self.platform = dut, platform
+        super().__init__(dut.signature)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Elaboratable, Fragment
+
+        dut, target = self.dut, self.platform
+
+        class Pinned(Elaboratable):
+            def elaborate(self, _platform):
+                return Fragment.get(dut, target)
+
+        m = Module()
+        m.submodules.dut = Pinned()
+        wiring.connect(m, wiring.flipped(self), dut)
+        return m
+
+
+def mvu_dsp_block():
+    """The mvu block elaborated for the ULX3S-85F (ECP5 platform): each product a MULT18X18D with
+    its input and output registers in use instead of fabric operand/product registers. ECP5
+    only."""
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    return OnPlatform(mvu_block(), ULX3S_85F_Platform())
+
+
 def mvu_small_block():
     """The same MatrixVectorUnit at PE2 SIMD4 (8 multipliers: fits an iCE40 UP5K)."""
     return _mvu(2, 4)
@@ -372,6 +404,7 @@ def merge_block():
 
 BLOCKS: dict[str, Callable[[], wiring.Component]] = {
     "mvu": mvu_block,
+    "mvu_dsp": mvu_dsp_block,
     "mvu_small": mvu_small_block,
     "conv3x3": conv_block,
     "maxpool2x2": pool_block,

@@ -17,12 +17,22 @@ register (requantised). No path has more than a multiplier or two adders between
 chunk and s2 is blocked, so accumulation goes on while the output is back-pressured, and nothing
 is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency
 chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
+
+On an ECP5 platform (``platform.family == "ecp5"``, e.g. the ULX3S) each product is one
+MULT18X18D with its own input registers A/B and output register in use (`ecp5_dsp_fits`): the
+operand and product registers of the products move into the DSP (yosys' ``synth_ecp5`` maps a
+``$mul`` to a combinational MULT18X18D and leaves the registers in the fabric, so the
+fabric -> DSP -> fabric routing would set the clock). Same registers, same enable, same latency;
+the bias and the flags stay in fabric registers. Elsewhere (``platform=None``: simulation and the
+simulators' Verilog; other families; operands wider than 18 or narrower than 2 bits) the products
+are plain ``*`` between fabric registers. The DSP registers ignore the ``sync`` reset (RST tied
+low; GSR clears them at configuration): harmless, as the flags riding alongside are reset.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,7 +41,19 @@ from ..numerics import bits_for_range, int_range
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements"]
+           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits"]
+
+#: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
+#: mapping takes operands of at least 2 bits)
+ECP5_DSP_WIDTHS = range(2, 19)
+
+
+def ecp5_dsp_fits(platform, in_width: int, weight_bits: int) -> bool:
+    """Whether `MatrixVectorUnit` elaborated for ``platform`` builds its products as registered
+    MULT18X18D instances: an ECP5 platform (``platform.family == "ecp5"``, as amaranth's
+    ``LatticePlatform`` sets it) and both operand widths within `ECP5_DSP_WIDTHS`."""
+    return (getattr(platform, "family", None) == "ecp5" and in_width in ECP5_DSP_WIDTHS
+            and weight_bits in ECP5_DSP_WIDTHS)
 
 
 def adder_tree_registers(simd: int) -> list[tuple[int, int]]:
@@ -207,11 +229,19 @@ class MatrixVectorUnit(wiring.Component):
         operands = (elements(s1_chunk, simd, self.in_width, self.in_signed)
                     + elements(w_rd.data, pe * simd, self.weight_bits, True)
                     + elements(b_rd.data, pe, self.bias_width, True))
-        operands, flags = register(operands, flags, "opnd")
-        xs, ws, bias = operands[:simd], operands[simd:simd + pe * simd], operands[-pe:]
-        terms, flags = register([ws[p * simd + s] * xs[s] for p in range(pe) for s in range(simd)]
-                                + bias, flags, "prod")
-        bias, terms = terms[-pe:], terms[:-pe]
+        if ecp5_dsp_fits(platform, self.in_width, self.weight_bits):
+            # the operand and product registers of the products are the DSPs' own
+            xs, ws = operands[:simd], operands[simd:simd + pe * simd]
+            bias, flags = register(operands[-pe:], flags, "opnd")
+            bias, flags = register(bias, flags, "prod")
+            terms = [self._ecp5_mult(m, ws[p * simd + s], xs[s], en_1, f"prod{p * simd + s}")
+                     for p in range(pe) for s in range(simd)]
+        else:
+            operands, flags = register(operands, flags, "opnd")
+            xs, ws, bias = operands[:simd], operands[simd:simd + pe * simd], operands[-pe:]
+            terms, flags = register([ws[p * simd + s] * xs[s] for p in range(pe)
+                                     for s in range(simd)] + bias, flags, "prod")
+            bias, terms = terms[-pe:], terms[:-pe]
         groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
         registered = {level for level, _ in adder_tree_registers(simd)}
         level = 0
@@ -250,6 +280,37 @@ class MatrixVectorUnit(wiring.Component):
                     s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu)
                 m.d.sync += o.payload.data[p].eq(value)
         return m
+
+    @staticmethod
+    def _ecp5_mult(m, a, b, en, name):
+        """``a * b`` one cycle after ``a``/``b`` are presented with ``en`` high, through an
+        ECP5 MULT18X18D with its input registers A, B and its output register clocked by
+        ``sync`` (CLK0) and enabled by ``en`` (CE0); the same as registering ``a``, ``b`` and then
+        their product on ``en``, as the fabric path does. Returns the product (a signal of the
+        shape of ``a * b``)."""
+        product = Signal((a * b).shape(), name=name)
+        p_out = Signal(36, name=f"{name}_p")
+        ports = {}
+        for pin, value in (("A", a), ("B", b)):       # 18 bits: sign- or zero-extended
+            wide = Signal(signed(18) if value.shape().signed else unsigned(18),
+                          name=f"{name}_{pin.lower()}")
+            m.d.comb += wide.eq(value)
+            ports.update({f"i_{pin}{k}": wide[k] for k in range(18)})
+            ports[f"i_SIGNED{pin}"] = Const(int(value.shape().signed), 1)
+            ports[f"i_SOURCE{pin}"] = Const(0, 1)         # A/B from the A/B pins
+        ports.update({f"i_C{k}": Const(0, 1) for k in range(18)})
+        ports.update({f"o_P{k}": p_out[k] for k in range(36)})
+        # the other parameters keep their defaults, as in yosys' own MULT18X18D mapping
+        m.submodules[f"{name}_dsp"] = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+            i_CLK0=ClockSignal("sync"), i_CE0=en, i_RST0=Const(0, 1), **ports)
+        # the 36-bit product, signed unless both operands are unsigned, to the product's shape
+        signed_p = a.shape().signed or b.shape().signed
+        m.d.comb += product.eq(p_out.as_signed() if signed_p else p_out)
+        return product
 
 
 class LaneSerialiser(wiring.Component):
