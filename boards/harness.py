@@ -50,6 +50,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ExitgateError
 from ..hw.interface import accelerator_signature
+from ..hw.plumbing import SkidBuffer
 from .uart import UartRx, UartTx, check_divisor, uart_divisor
 
 __all__ = ["CMD_IMAGE", "CMD_THRESHOLD", "CMD_MODE", "FRAME_RESULT", "FRAME_ERROR",
@@ -186,13 +187,19 @@ class UartHarness(wiring.Component):
         with m.If(urx.overrun):
             m.d.sync += self.overrun.eq(1)
 
+        # pixels reach the accelerator through a skid buffer: its first stage's ready does not
+        # run into the command parser (Fmax)
+        m.submodules.pixel_skid = pixel_skid = SkidBuffer(
+            acc.signature.members["pixels"].signature.flip())
+        wiring.connect(m, pixel_skid.o, acc.pixels)
+
         err_pending = Signal()
         err_byte = Signal(8)
-        self._parser(m, fifo, acc, err_pending, err_byte)
+        self._parser(m, fifo, acc, pixel_skid.i, err_pending, err_byte)
         self._sender(m, utx, acc, err_pending, err_byte)
         return m
 
-    def _parser(self, m, fifo, acc, err_pending, err_byte):
+    def _parser(self, m, fifo, acc, pixels, err_pending, err_byte):
         g = self.geometry
         threshold_width = g["threshold_bits"] + 1
         byte = fifo.r_data
@@ -212,6 +219,14 @@ class UartHarness(wiring.Component):
         with m.If(is_mode):
             m.d.comb += exit_index.eq(args[8:16])
         write_ok = (exit_index < self.exits) & (~is_mode | (new_mode < _MODES))
+        # the accelerator's ctrl port is driven from registers: a write reaches it the cycle
+        # after the "write" state (before any pixel of a following image can), so the command
+        # decoding and the decision units' register enables are not one path (Fmax)
+        we, w_exit = Signal(), Signal(8)
+        w_threshold, w_mode = Signal(threshold_width), Signal(2)
+        m.d.sync += we.eq(0)
+        m.d.comb += [acc.ctrl.we.eq(we), acc.ctrl.exit.eq(w_exit),
+                     acc.ctrl.threshold.eq(w_threshold), acc.ctrl.mode.eq(w_mode)]
 
         with m.FSM():
             with m.State("command"):
@@ -232,13 +247,13 @@ class UartHarness(wiring.Component):
             with m.State("pixels"):
                 last = count == self.pixels_per_sample - 1
                 m.d.comb += [
-                    acc.pixels.valid.eq(fifo.r_rdy),
-                    acc.pixels.payload.data[0].eq(byte[:g["input_bits"]]),
-                    acc.pixels.payload.first.eq(count == 0),
-                    acc.pixels.payload.last.eq(last),
-                    fifo.r_en.eq(acc.pixels.ready),
+                    pixels.valid.eq(fifo.r_rdy),
+                    pixels.payload.data[0].eq(byte[:g["input_bits"]]),
+                    pixels.payload.first.eq(count == 0),
+                    pixels.payload.last.eq(last),
+                    fifo.r_en.eq(pixels.ready),
                 ]
-                with m.If(fifo.r_rdy & acc.pixels.ready):
+                with m.If(fifo.r_rdy & pixels.ready):
                     m.d.sync += count.eq(count + 1)
                     with m.If(last):
                         m.d.sync += count.eq(0)
@@ -260,8 +275,8 @@ class UartHarness(wiring.Component):
                     with m.Else():
                         m.d.comb += threshold.eq(new_threshold)
                         m.d.sync += thresholds[exit_index].eq(new_threshold)
-                    m.d.comb += [acc.ctrl.we.eq(1), acc.ctrl.exit.eq(exit_index),
-                                 acc.ctrl.threshold.eq(threshold), acc.ctrl.mode.eq(mode)]
+                    m.d.sync += [we.eq(1), w_exit.eq(exit_index),
+                                 w_threshold.eq(threshold), w_mode.eq(mode)]
                     m.next = "command"
                 with m.Else():
                     m.next = "error"
