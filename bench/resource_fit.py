@@ -76,6 +76,19 @@ CONFIGS = [
        simd=1),
     _c("conv_frame", True, shape=(2, 8, 6), cout=6, in_bits=8, weight_bits=8, in_lanes=1, pe=3,
        simd=1),
+    # the MVU's deep pipeline (ECP5 boards: `HwGraph.deep`)
+    _c("conv", shape=(4, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=2, pe=2, simd=4,
+       deep=True),
+    _c("conv", shape=(1, 8, 8), cout=16, in_bits=5, weight_bits=8, in_lanes=1, pe=8, simd=9,
+       deep=True),
+    _c("conv_frame", shape=(4, 8, 8), cout=8, in_bits=8, weight_bits=4, in_lanes=1, pe=2,
+       simd=1, deep=True),
+    _c("linear", shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=4, in_lanes=4, pe=2,
+       simd=16, deep=True),
+    _c("conv", True, shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=2,
+       simd=24, deep=True),
+    _c("linear", True, shape=(8, 4, 4), cout=16, in_bits=8, weight_bits=4, in_lanes=2, pe=2,
+       simd=8, deep=True),
     # linear
     _c("linear", shape=(16, 2, 2), cout=10, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=4,
        logits=True),
@@ -162,7 +175,7 @@ def build(cfg):
         bias = rng.integers(-500, 500, cout)
         logits = cfg.get("logits", False)
         kw = dict(in_width=cfg["in_bits"], weight_bits=wb, pe=cfg["pe"], simd=cfg["simd"],
-                  in_lanes=cfg["in_lanes"])
+                  in_lanes=cfg["in_lanes"], deep=cfg.get("deep", False))
         kw.update(shift=None) if logits else kw.update(shift=6, out_bits=8, relu=True,
                                                        out_lanes=1)
         cls = {"conv": Conv2dStage, "conv_frame": FrameConv2dStage, "linear": LinearStage}[kind]
@@ -171,7 +184,8 @@ def build(cfg):
                                       "pe", "simd")}
         params["shape"] = tuple(params["shape"])
         params.update(acc_width=blk.acc_width, bias_width=rm._bias_width(bias),
-                      out_bits=blk.acc_width if logits else 8, out_lanes=1)
+                      out_bits=blk.acc_width if logits else 8, out_lanes=1,
+                      deep=cfg.get("deep", False))
         return blk, params
     if kind == "pool":
         shape = tuple(cfg["shape"])
@@ -206,12 +220,23 @@ def build(cfg):
     raise ValueError(kind)
 
 
-def _verilog(blk) -> str:
-    """Verilog of a block (SyncFIFOBuffered is not a wiring.Component: name its ports)."""
+def _platform(family: str):
+    """The platform a board build of ``family`` elaborates for (blocks may depend on it: the
+    MVU's ECP5 products are registered MULT18X18Ds); None where nothing does."""
+    if family == "ecp5":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+        return ULX3S_85F_Platform()
+    return None
+
+
+def _verilog(blk, family: str | None = None) -> str:
+    """Verilog of a block as a ``family`` board build elaborates it (SyncFIFOBuffered is not a
+    wiring.Component: name its ports)."""
     ports = None
     if not hasattr(blk, "signature"):
         ports = [blk.w_data, blk.w_en, blk.w_rdy, blk.r_data, blk.r_en, blk.r_rdy]
-    return verilog.convert(blk, name="top", emit_src=False, ports=ports)
+    return verilog.convert(blk, name="top", emit_src=False, ports=ports,
+                           platform=_platform(family) if family else None)
 
 
 def _synth_job(args):
@@ -221,8 +246,9 @@ def _synth_job(args):
         r = synthesise(text, family)
     except ExitgateError as e:   # e.g. yowasp's ABC9 crashing on some ECP5 netlists
         return key, family, {"failed": str(e).strip().splitlines()[-1][-300:],
-                             "options": options}
-    return key, family, {**{k: r[k] for k in ("lut", "ff", "dsp", "bram")}, "options": options}
+                             "options": options, "verilog_sha": _digest(text)}
+    return key, family, {**{k: r[k] for k in ("lut", "ff", "dsp", "bram")}, "options": options,
+                         "verilog_sha": _digest(text)}
 
 
 def _synthesised(cache: dict, key: str, family: str) -> dict | None:
@@ -235,34 +261,32 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _current(cache: dict, key: str, text: str) -> dict:
-    """The cache entry of ``key`` if it was synthesised from this Verilog, else a fresh one (a
-    changed block is synthesised again). Entries from before digests were kept are taken as
-    current and stamped: clear a changed kind's entries with ``--refresh KIND``."""
-    sha = _digest(text)
-    entry = cache.get(key)
-    if entry is None or entry.setdefault("verilog_sha", sha) != sha:
-        entry = cache[key] = {"verilog_sha": sha}
-    return entry
-
-
 def synth_all(configs, cache: dict, workers: int = 2) -> dict:
     jobs = []
     for cfg in configs:
         key = _key(cfg)
-        blk, _ = build(cfg)
-        text = _verilog(blk)
-        jobs += _missing(cache, key, text)
+        texts = {fam: _verilog(build(cfg)[0], fam) for fam in FAMILIES}
+        jobs += _missing(cache, key, texts)
     _synthesise(jobs, cache, workers, "block/family pairs")
     return cache
 
 
-def _missing(cache, key, text) -> list:
-    """(key, family, verilog) of every family not yet synthesised for this Verilog with the
-    family's current synth options (entries without options were plain synth_<family>)."""
-    entry = _current(cache, key, text)
-    return [(key, fam, text) for fam in FAMILIES
-            if fam not in entry or entry[fam].get("options", "") != SYNTH_OPTIONS[fam]]
+def _missing(cache, key, texts: dict) -> list:
+    """(key, family, verilog) of every family not yet synthesised from that family's Verilog
+    with the family's current synth options (entries without options were plain
+    synth_<family>). Each family's result records the digest of the Verilog it was synthesised
+    from; results from before that was kept per family take the entry's digest, and results
+    from before any digest was kept are taken as current (``--refresh KIND`` clears them)."""
+    entry = cache.setdefault(key, {})
+    jobs = []
+    for fam, text in texts.items():
+        sha = _digest(text)
+        res = entry.get(fam)
+        done = (res is not None and res.get("options", "") == SYNTH_OPTIONS[fam]
+                and res.get("verilog_sha", entry.get("verilog_sha", sha)) == sha)
+        if not done:
+            jobs.append((key, fam, text))
+    return jobs
 
 
 def _synthesise(jobs, cache, workers, what) -> None:
@@ -386,9 +410,10 @@ def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict,
     for name, folds in fold_sets.items():
         g = graph.with_folds({k: Fold(*v) for k, v in folds.items()})
         key = f"design:{run_dir.name}:{name}:{json.dumps(folds, sort_keys=True)}"
-        text = emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1), buffer_depth=4),
-                            name="top")
-        jobs += _missing(cache, key, text)
+        texts = {fam: emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1),
+                                               buffer_depth=4), name="top",
+                                   platform=_platform(fam)) for fam in FAMILIES}
+        jobs += _missing(cache, key, texts)
         rows.append((name, key, g))
     _synthesise(jobs, cache, workers, "designs")
     out = []

@@ -92,6 +92,11 @@ class BoardProfile:
     budget: Budget
     open_flow: bool
     bitstream: str | None  # ".bin" | ".bit" | None
+    #: the MVUs' deep pipeline (`exitgate.compiler.graph.HwGraph.deep`): for FPGAs with
+    #: flip-flops to spare whose DSPs sit far from the block RAM and logic they talk to (ECP5:
+    #: the weight ROM -> MULT18X18D route set the clock); not on the iCE40UP5K, where every
+    #: flip-flop counts
+    deep_mvu: bool = False
 
     def make_platform(self):
         """A fresh platform instance (amaranth platforms can build only once)."""
@@ -126,14 +131,14 @@ BOARDS: dict[str, BoardProfile] = {p.name: p for p in (
         clock_mhz=_mhz(ULX3S_85F_Platform),
         budget=Budget(lut=83640, ff=83640, dsp=156, bram=208, bram_bits=18432,
                       bram_primitive="DP16KD"),
-        open_flow=True, bitstream=".bit"),
+        open_flow=True, bitstream=".bit", deep_mvu=True),
     BoardProfile(
         name="arty-a7-35", family="xc7", device="xc7a35ti", package="csg324",
         platform=ArtyA7_35Platform, board_clock_mhz=_mhz(ArtyA7_35Platform),
         clock_mhz=_mhz(ArtyA7_35Platform),
         budget=Budget(lut=20800, ff=41600, dsp=90, bram=50, bram_bits=36864,
                       bram_primitive="RAMB36E1"),
-        open_flow=False, bitstream=None),
+        open_flow=False, bitstream=None, deep_mvu=True),
 )}
 
 #: The default board. Not the iCEBreaker: the default digits model needs about 6100 iCE40 logic

@@ -88,15 +88,17 @@ def decision_unit(stage: Stage, logits_blk, *, id_width: int, threshold: int,
                         store=decision_store(spec, logits_blk.cycles_per_sample))
 
 
-def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool):
-    """The hw block implementing one stage (not decision stages). Raises ValueError (from the
-    block's constructor) for a folding the block cannot take."""
+def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool,
+                deep: bool = False):
+    """The hw block implementing one stage (not decision stages); ``deep``: the MVU's deep
+    pipeline (`HwGraph.deep`). Raises ValueError (from the block's constructor) for a folding
+    the block cannot take."""
     p, f = stage.params, stage.fold
     if stage.kind in ("conv", "linear"):
         cls = LinearStage if stage.kind == "linear" else (
             FrameConv2dStage if conv_impl(stage, in_lanes, in_bits) == "frame" else Conv2dStage)
         kw = dict(in_width=in_bits, in_signed=in_signed, weight_bits=p["weight_bits"],
-                  pe=f.pe, simd=f.simd, in_lanes=in_lanes)
+                  pe=f.pe, simd=f.simd, in_lanes=in_lanes, deep=deep)
         if p.get("shift") is None:
             kw.update(shift=None)
         else:
@@ -141,7 +143,7 @@ def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
         if st.kind == "decision":
             continue
         lanes, bits, sgn = fmt[st.src]
-        blk = build_block(st, weights, lanes, bits, sgn)
+        blk = build_block(st, weights, lanes, bits, sgn, graph.deep)
         if analysis:
             blk._MustUse__silence = True
         blocks[st.name] = blk
@@ -339,6 +341,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += reg.eq(reg + event)
 
 
-def emit_verilog(accel: Accelerator, name: str = "exitgate_top") -> str:
-    """Verilog for the accelerator; ports are named after the interface members."""
-    return verilog.convert(accel, name=name, emit_src=False)
+def emit_verilog(accel: Accelerator, name: str = "exitgate_top", platform=None) -> str:
+    """Verilog for the accelerator; ports are named after the interface members. ``platform``
+    None (the simulators' and ``RUN/hw/top.v``'s Verilog) or the platform a board build
+    elaborates for, whose primitives some blocks use (the MVU's ECP5 MULT18X18Ds)."""
+    return verilog.convert(accel, name=name, emit_src=False, platform=platform)

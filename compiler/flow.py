@@ -31,6 +31,10 @@ ID_WIDTH = 8
 #: conditional-buffer depths tried, largest first, when the user names none: a deeper buffer
 #: rides out longer runs of hard samples (`perf.stream_throughput`) but costs block RAM
 BUFFER_DEPTHS = (64, 32, 16, 8, 4, 2)
+#: skid buffers are dropped when that raises a design's predicted throughput (cycles) by more
+#: than this fraction: their Fmax gain on a board where they crowd out folding (the iCE40UP5K)
+#: is smaller than the cycles lost
+SKID_TRADE = 0.02
 
 
 def exit_sequence(ir, weights, thresholds, dataset: str | None, rates=None,
@@ -111,7 +115,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
     rates = [e["rate"] for e in calib.get("chosen", {}).get("exits", [])] or None
     seq, seq_source = exit_sequence(ir, weights, thresholds, ir.meta.get("dataset"), rates)
 
-    graph = lower(ir, weights)
+    graph = lower(ir, weights).with_deep(board.deep_mvu)
     base_graph = baseline(graph)
     budget = {k: getattr(board.budget, k) for k in ("lut", "ff", "dsp", "bram")}
     caps = {k: c for k, c in board.budget.caps().items() if k in budget}
@@ -126,18 +130,22 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
     # Deeper conditional buffers first (throughput).
     trials = [(skids, depth) for skids in (True, False)
               for depth in ([requested] if requested is not None else BUFFER_DEPTHS)]
-    for skids, buffer_depth in trials:
-        def est(g, depth=buffer_depth):
+
+    def designs(skids, depth):
+        def est(g):
             # what the board holds: the accelerator and the UART harness `build` wraps it in
             r = estimate_design(g, weights, family, buffer_depth=depth) + harness
             cells = logic_cells(r, family)
             return r.as_dict() | ({} if cells is None else {"cells": cells})
 
+        return (explore(graph.with_skids(skids), weights, seq, budget, est, cap=caps,
+                        depth=depth),
+                explore(base_graph.with_skids(skids), weights, np.zeros(len(seq), dtype=int),
+                        budget, est, cap=caps, depth=depth))
+
+    for skids, buffer_depth in trials:
         try:
-            ee = explore(graph.with_skids(skids), weights, seq, budget, est, cap=caps,
-                         depth=buffer_depth)
-            bl = explore(base_graph.with_skids(skids), weights, np.zeros(len(seq), dtype=int),
-                         budget, est, cap=caps, depth=buffer_depth)
+            ee, bl = designs(skids, buffer_depth)
             break
         except ValueError as e:
             rejected[_trial_name(skids, buffer_depth)] = str(e)
@@ -147,10 +155,27 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         raise ExitgateError(f"the design does not fit {board.name}{tried}, with or without "
                             f"skid buffers: {rejected[_trial_name(skids, buffer_depth)]}; try a "
                             f"larger board (`--board ulx3s-85f`) or a smaller model")
+    if skids:
+        # skid buffers cost area; where the area they take would buy a faster folding (a small
+        # board), the cycles count for more than the shorter ready paths: compile without them
+        # when that raises either design's predicted throughput by more than `SKID_TRADE`
+        try:
+            ee_ns, bl_ns = designs(False, buffer_depth)
+        except ValueError:          # pragma: no cover - a design that fits with skids fits
+            ee_ns = None            # without them
+        if ee_ns is not None and (
+                ee_ns.samples_per_cycle > ee.samples_per_cycle * (1 + SKID_TRADE)
+                or bl_ns.samples_per_cycle > bl.samples_per_cycle * (1 + SKID_TRADE)):
+            rejected[_trial_name(True, buffer_depth)] = (
+                f"fits, but without skid buffers the foldings are faster (DSE stream "
+                f"model): early exit "
+                f"{ee_ns.samples_per_cycle * 1e6:.1f} vs {ee.samples_per_cycle * 1e6:.1f}, "
+                f"baseline {bl_ns.samples_per_cycle * 1e6:.1f} vs "
+                f"{bl.samples_per_cycle * 1e6:.1f} samples/Mcycle")
+            skids, ee, bl = False, ee_ns, bl_ns
     if rejected:
-        log(f"buffer depth {_trial_name(skids, buffer_depth)}: larger designs do not fit "
-            f"{board.name} "
-            f"({'; '.join(f'{d}: {why}' for d, why in rejected.items())})")
+        log(f"buffer depth {_trial_name(skids, buffer_depth)} on {board.name}; not taken: "
+            f"{'; '.join(f'{d}: {why}' for d, why in rejected.items())}")
     regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
     hw = run / "hw"
     acc = Accelerator(ee.graph, weights, regs, buffer_depth=buffer_depth, id_width=ID_WIDTH)
@@ -175,6 +200,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         "budget": budget, "utilisation_cap": board.budget.cap, "utilisation_caps": caps,
         "flow": list(FLOW),
         "id_width": ID_WIDTH, "buffer_depth": buffer_depth, "skid_buffers": skids,
+        "deep_mvu": ee.graph.deep,
         "buffer_depth_choice": {"requested": requested, "tried": list(BUFFER_DEPTHS)
                                 if requested is None else [requested], "rejected": rejected},
         "thresholds": {"values": thresholds, "registers": regs},
@@ -232,7 +258,8 @@ def load_graph(run: Path, which: str = "early_exit"):
     if which == "baseline":
         graph, rows = baseline(graph), m["baseline"]["stages"]
     folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
-    return graph.with_folds(folds).with_skids(m.get("skid_buffers", True)), ir, weights, m
+    return (graph.with_folds(folds).with_skids(m.get("skid_buffers", True))
+            .with_deep(m.get("deep_mvu", False)), ir, weights, m)
 
 
 def load_design(run: Path, which: str = "early_exit", taps: bool = False):

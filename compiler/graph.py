@@ -75,6 +75,11 @@ class HwGraph:
     #: a SkidBuffer after every conv / linear / pool stage (codegen), so no ready path spans two
     #: stages (Fmax); compile drops them on a board they do not fit (area)
     skids: bool = True
+    #: the MVUs' deep pipeline (`exitgate.hw.mvu.MatrixVectorUnit` ``deep``: an input skid
+    #: buffer, a second operand register and an adder-tree register after every level), chosen
+    #: per board by compile (`exitgate.boards.profiles.BoardProfile.deep_mvu`): more latency and
+    #: flip-flops, shorter paths
+    deep: bool = False
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -95,6 +100,9 @@ class HwGraph:
 
     def with_skids(self, skids: bool) -> "HwGraph":
         return replace(self, skids=bool(skids))
+
+    def with_deep(self, deep: bool) -> "HwGraph":
+        return replace(self, deep=bool(deep))
 
     def with_folds(self, folds: dict[str, Fold]) -> "HwGraph":
         return replace(self, stages=tuple(replace(s, fold=folds.get(s.name, s.fold))

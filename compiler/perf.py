@@ -169,7 +169,7 @@ def _edges(blk, kind: str) -> tuple[int, int]:
         fold = blk.nf * blk.sf
         # the last output row is computed after the last input (it needs the padding row)
         return (max((h + 1) * (w + 1) * g - (w + 2) * g, blk.cycles_per_sample - w * fold),
-                max((w + 2) * g, w * fold) + fold + mvu_latency(blk.simd) + 2)
+                max((w + 2) * g, w * fold) + fold + mvu_latency(blk.simd, blk.deep) + 2)
     if kind == "pool":
         c, h, w = blk.shape
         return h * w * (c // blk.lanes), 2

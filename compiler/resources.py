@@ -10,7 +10,12 @@ The estimate of a block is exact where the structure decides it and fitted where
 * **DSP** counts the multipliers the tool maps. iCE40: `exitgate.boards.build` runs
   ``synth_ice40 -dsp``, whose ``mul2dsp`` sends every ``$mul`` with both operands >= 2 bits and a
   product of >= 11 bits to an SB_MAC16 (16 x 16), the rest to LUTs. ECP5: every ``$mul`` with
-  both operands >= 2 bits (``synth_ecp5`` maps them all to MULT18X18D). Both: PE*SIMD products
+  both operands >= 2 bits (``synth_ecp5`` maps them all to MULT18X18D; a board build elaborates
+  the MVU for its platform, which on ECP5 instantiates each product as a MULT18X18D with its
+  input and output registers in use, so those registers are not counted as fabric FFs there;
+  on iCE40 ``ice40_dsp`` packs the chunk operand and product registers into each SB_MAC16,
+  `_mvu_dsp_registers`).
+  Both: PE*SIMD products
   per MVU and the constant multiplies ``x * K`` (K not a power of two) of the address arithmetic
   that the same rule sends to a DSP.
 * **LUT and FF** are linear in a few structural *features* of the block (`block_features`):
@@ -38,6 +43,7 @@ import numpy as np
 
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
+from ..hw.mvu import ECP5_DSP_WIDTHS
 from ..hw.mvu import accumulator_width, adder_tree_registers
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
@@ -229,17 +235,50 @@ def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd, banks=2):
     x.add("counter_bits", counters)
 
 
-def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w) -> int:
+def _distinct_rom_bits(bits: int, depth: int) -> int:
+    """Flip-flops left of ``bits`` registers loaded from a ``depth``-word ROM: each bit is a
+    function of the read address, and yosys merges registers with the same function (and drops
+    constant ones), so at most 2**depth of them differ (the digits model's first conv at PE 8 x
+    SIMD 9 reads a 2-word ROM: its 576 weight-operand bits are a handful of flip-flops)."""
+    return min(bits, 2 ** depth) if depth < 16 else bits
+
+
+def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w, in_dsp: frozenset = frozenset(),
+                       deep: bool = False, rom_depth: int = 1 << 16) -> int:
     """Register bits of `MatrixVectorUnit`'s front pipeline after s1: operands (chunk, weight
-    word, bias), products, one register per two adder-tree levels; 5 flags and the bias at each."""
+    word, bias), products, one register per two adder-tree levels; 5 flags and the bias at each.
+    ``in_dsp``: which of the products' registers ("x" the chunk operands, "w" the weight
+    operands, "p" the products) are the DSPs' own, not fabric flip-flops (`_mvu_dsp_registers`).
+    ``deep``: a second operand register (always in the fabric) and a tree register per level.
+    ``rom_depth``: words in the weight ROM (`_distinct_rom_bits`)."""
     prod = ib + wb + 1
-    bits = simd * ib + pe * simd * wb + pe * bias_w + 5 + pe * simd * prod + pe * bias_w + 5
-    for level, n in adder_tree_registers(simd):
+    wbits = _distinct_rom_bits(pe * simd * wb, rom_depth)
+    bits = pe * bias_w + 5 + pe * bias_w + 5
+    if deep:        # the input skid buffer (two chunks, flags, state) and the "pre" register
+        bits += 2 * (simd * ib + 2) + 2 + simd * ib + wbits + pe * bias_w + 5
+    bits += (0 if "x" in in_dsp else simd * ib) + (0 if "w" in in_dsp else wbits)
+    bits += 0 if "p" in in_dsp else pe * simd * prod
+    for level, n in adder_tree_registers(simd, deep):
         bits += pe * n * (prod + level) + pe * bias_w + 5
     return bits
 
 
-def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes):
+def _mvu_dsp_registers(family: str, ib: int, wb: int) -> frozenset:
+    """The MVU's product registers that end up inside the DSPs in a board build. ECP5: all three
+    (the MVU elaborated for an ECP5 platform instantiates registered MULT18X18Ds, see
+    `exitgate.hw.mvu.ecp5_dsp_fits`). iCE40: yosys' ``ice40_dsp`` packs the reset-less chunk
+    operand register (B) and the product register (O) into each SB_MAC16; the weight operand
+    register stays in the fabric (measured: A_REG 0 on every SB_MAC16 of the fit
+    configurations). Products in LUTs keep all three in the fabric."""
+    if family == "ecp5" and ib in ECP5_DSP_WIDTHS and wb in ECP5_DSP_WIDTHS:
+        return frozenset("xwp")
+    if family == "ice40" and _ice40_dsp(ib, wb):
+        return frozenset("xp")
+    return frozenset()
+
+
+def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes,
+                  deep=False):
     nf, sf = rows // pe, n // simd
     x.memory(nf * sf, pe * simd * wb, rom=True)
     x.memory(nf, pe * bias_w, rom=True)
@@ -247,7 +286,9 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
     x.add("add_bits", pe * simd * (wb + ib) + 2 * pe * acc_w)
     x.add("requant_bits", pe * acc_w)
     x.add("regs", _rw(nf) + _rw(sf) + _rw(nf * sf) + 6 + simd * ib + 2 * pe * acc_w + 3
-          + pe * out_bits + 3 + _mvu_pipeline_bits(pe, simd, ib, wb, bias_w))
+          + pe * out_bits + 3 + _mvu_pipeline_bits(pe, simd, ib, wb, bias_w,
+                                                   _mvu_dsp_registers(x.family, ib, wb), deep,
+                                                   nf * sf))
     x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
     if out_lanes < pe:
         x.add("mux_bits", pe * out_bits)
@@ -268,7 +309,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         _window_buffer_features(x, g, lanes, ib, nf, simd,
                                 window_buffer_banks((c, h, w), lanes, nf * sf))
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"])
+                      p["out_bits"], p["out_lanes"], p.get("deep", False))
     elif kind == "conv_frame":
         # `exitgate.hw.conv_frame.FrameConv2dStage` (SIMD 1, one input lane): the
         # double-buffered frame, write counters, the read loops (c, nf, ox, oy counters with
@@ -288,7 +329,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", 4 * addr + ib)
         x.add("cmp_bits", need)
         _mvu_features(x, p["cout"], 9 * c, pe, 1, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"])
+                      p["out_bits"], p["out_lanes"], p.get("deep", False))
     elif kind == "linear":
         c, h, w = p["shape"]
         n = c * h * w
@@ -300,7 +341,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", simd * ib)
         x.add("counter_bits", 2 * _rw(sf) + _rw(p["cout"] // pe))
         _mvu_features(x, p["cout"], n, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"])
+                      p["out_bits"], p["out_lanes"], p.get("deep", False))
     elif kind == "pool":
         c, h, w = p["shape"]
         lanes, bits = p["lanes"], p["bits"]
@@ -388,10 +429,10 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     """Resources of one block. Parameters per kind:
 
     conv    shape (C, H, W), cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width,
-            bias_width, out_bits, out_lanes
+            bias_width, out_bits, out_lanes, deep (optional, default False: `HwGraph.deep`)
     conv_frame  the same (in_lanes 1, simd 1): `FrameConv2dStage` (`codegen.conv_impl`)
     linear  shape, cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width, bias_width,
-            out_bits (acc_width for logits), out_lanes
+            out_bits (acc_width for logits), out_lanes, deep (optional)
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away), store ("double" | "single")
@@ -420,8 +461,8 @@ def _bias_width(bias) -> int:
 
 
 def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: int,
-                  in_signed: bool) -> dict:
-    """`estimate_block` parameters of a conv/linear/pool stage."""
+                  in_signed: bool, deep: bool = False) -> dict:
+    """`estimate_block` parameters of a conv/linear/pool stage (``deep``: `HwGraph.deep`)."""
     p, f = stage.params, stage.fold
     if stage.kind == "pool":
         return {"shape": tuple(stage.in_shape), "lanes": in_lanes, "bits": in_bits}
@@ -439,19 +480,20 @@ def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: in
             "weight_bits": p["weight_bits"], "in_lanes": in_lanes, "pe": f.pe, "simd": f.simd,
             "acc_width": acc_w, "bias_width": bias_w,
             "out_bits": acc_w if logits else p["out_bits"],
-            "out_lanes": 1 if logits else p.get("out_lanes", 1)}
+            "out_lanes": 1 if logits else p.get("out_lanes", 1), "deep": deep}
 
 
 def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in_lanes: int = 1,
-                   in_bits: int = 8, in_signed: bool = False) -> Resources:
+                   in_bits: int = 8, in_signed: bool = False, deep: bool = False) -> Resources:
     """Resources of a conv / linear / pool stage at its fold. ``weights`` (the IR arrays) gives
-    the exact accumulator width; without them a worst case from ``weight_bits`` is used."""
+    the exact accumulator width; without them a worst case from ``weight_bits`` is used.
+    ``deep``: the MVU's deep pipeline (`HwGraph.deep`)."""
     _check_family(family)
     if stage.kind not in ("conv", "linear", "pool"):
         raise ValueError(f"estimate_stage: stage {stage.name} is a {stage.kind} stage; "
                          "use estimate_design for decision units")
     return estimate_block(_block_kind(stage, in_lanes, in_bits), family,
-                          **_stage_params(stage, weights, in_lanes, in_bits, in_signed))
+                          **_stage_params(stage, weights, in_lanes, in_bits, in_signed, deep))
 
 
 def _block_kind(stage: Stage, in_lanes: int, in_bits: int) -> str:
@@ -475,14 +517,14 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         if st.kind == "decision":
             continue
         lanes, bits, sgn = fmt[st.src]
-        params = _stage_params(st, weights, lanes, bits, sgn)
+        params = _stage_params(st, weights, lanes, bits, sgn, graph.deep)
         out.append((st.name, _block_kind(st, lanes, bits), params))
         if st.kind == "pool":
             fmt[st.name] = (lanes, bits, sgn)
         elif st.params.get("shift") is None:
             fmt[st.name] = (1, params["acc_width"], True)
             acc[st.name] = params["acc_width"]
-            blk = build_block(st, weights, lanes, bits, sgn)     # the logits' producer
+            blk = build_block(st, weights, lanes, bits, sgn, graph.deep)  # logits' producer
             blk._MustUse__silence = True
             cycles[st.name] = blk.cycles_per_sample
         else:

@@ -248,7 +248,7 @@ class FrameConv2dStage(_ConvStage):
         full: ``C*H*W``) if that is earlier (``H = 1``, or 2 x 1 and 2 x 2 maps); then the read
         (1), one MVU pass of SF chunks and its pipeline (`mvu_latency`)."""
         c, h, w = self.shape
-        return min((w + 2) * c + 1, c * h * w) + 1 + self.sf - 1 + mvu_latency(self.simd)
+        return min((w + 2) * c + 1, c * h * w) + 1 + self.sf - 1 + mvu_latency(self.simd, self.deep)
 
     def elaborate(self, platform):
         m = Module()

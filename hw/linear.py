@@ -137,14 +137,16 @@ class LinearStage(wiring.Component):
     Ports: ``i``: In(activation stream, in_lanes x in_width, signed iff in_signed);
     ``o``: Out(activation stream): ``out_lanes`` x ``out_bits`` (signed iff out_signed), or with
     ``shift=None`` one signed ``acc_width``-bit logit per beat.
+    ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not).
     """
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int | None = 0, out_bits: int = 8,
                  out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
-                 in_lanes: int = 1, out_lanes: int | None = None):
+                 in_lanes: int = 1, out_lanes: int | None = None, deep: bool = False):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = "LinearStage"
+        self.deep = bool(deep)
         _check_shape(owner, shape)
         c, h, w = shape
         n = c * h * w
@@ -209,7 +211,7 @@ class LinearStage(wiring.Component):
         """Cycles from accepting a sample's last input beat to its first output beat being valid
         (idle pipeline): buffer (2), one MVU pass of SF chunks, the MVU pipeline
         (`mvu_latency` - 1 after the pass's last chunk is taken)."""
-        return self.sf + 1 + mvu_latency(self.simd)
+        return self.sf + 1 + mvu_latency(self.simd, self.deep)
 
     def elaborate(self, platform):
         m = Module()
@@ -224,7 +226,8 @@ class LinearStage(wiring.Component):
         m.submodules.mvu = mvu = MatrixVectorUnit(
             matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
             weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
-            shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu)
+            shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu,
+            deep=self.deep)
         wiring.connect(m, wiring.flipped(self.i), buffer.i)
         wiring.connect(m, buffer.o, mvu.i)
         m.d.comb += [self.mac_active.eq(mvu.mac_active),

@@ -18,6 +18,16 @@ chunk and s2 is blocked, so accumulation goes on while the output is back-pressu
 is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency
 chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
+``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
+through a skid buffer (the producer sees a registered ``ready``, not the enable of the whole
+pipeline), adds a second operand register in front of the products and registers the adder
+tree after every level: `mvu_latency` 7 + ceil(log2 SIMD), same results and cycles per vector.
+
+The operand, product and adder-tree registers have no reset (the flags riding beside them
+say what is valid). On iCE40 that lets yosys' ``ice40_dsp`` pack each product's chunk operand
+and product registers into its SB_MAC16 (B register, registered output, held by the pipeline
+enable), so the DSP's paths start and end at its own registers.
+
 On an ECP5 platform (``platform.family == "ecp5"``, e.g. the ULX3S) each product is one
 MULT18X18D with its own input registers A/B and output register in use (`ecp5_dsp_fits`): the
 operand and product registers of the products move into the DSP (yosys' ``synth_ecp5`` maps a
@@ -38,6 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import bits_for_range, int_range
+from .plumbing import SkidBuffer
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
@@ -56,22 +67,23 @@ def ecp5_dsp_fits(platform, in_width: int, weight_bits: int) -> bool:
             and weight_bits in ECP5_DSP_WIDTHS)
 
 
-def adder_tree_registers(simd: int) -> list[tuple[int, int]]:
+def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]:
     """Where the SIMD adder tree is registered: (level, terms left per PE) after every second
-    level of pairwise adds. The hardware, its latency and its resource estimate all use it."""
+    level of pairwise adds, or after every level (``deep``). The hardware, its latency and its
+    resource estimate all use it."""
     out, n, level = [], simd, 0
     while n > 1:
         n, level = (n + 1) // 2, level + 1
-        if level % 2 == 0:
+        if deep or level % 2 == 0:
             out.append((level, n))
     return out
 
 
-def mvu_latency(simd: int) -> int:
+def mvu_latency(simd: int, deep: bool = False) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
-    issue -> s1 -> operands -> products -> the `adder_tree_registers` -> accumulator/s2 ->
-    output register."""
-    return 5 + len(adder_tree_registers(simd))
+    (``deep``: the input skid buffer ->) issue -> s1 -> operands (twice if ``deep``) ->
+    products -> the `adder_tree_registers` -> accumulator/s2 -> output register."""
+    return 5 + 2 * int(deep) + len(adder_tree_registers(simd, deep))
 
 
 def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
@@ -135,8 +147,10 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, matrix, bias, *, in_width: int, in_signed: bool, weight_bits: int,
                  pe: int, simd: int, acc_width: int, shift: int | None = None,
-                 out_bits: int = 8, out_signed: bool = False, relu: bool = False):
+                 out_bits: int = 8, out_signed: bool = False, relu: bool = False,
+                 deep: bool = False):
         self.matrix = np.asarray(matrix, dtype=np.int64)
+        self.deep = bool(deep)
         self.bias = np.asarray(bias, dtype=np.int64)
         rows, n = self.matrix.shape
         self.in_width, self.in_signed, self.weight_bits = in_width, in_signed, weight_bits
@@ -159,7 +173,7 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a pass's last chunk to its output beat being valid."""
-        return mvu_latency(self.simd)
+        return mvu_latency(self.simd, self.deep)
 
     def _weight_init(self):
         w = self.matrix.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
@@ -170,6 +184,13 @@ class MatrixVectorUnit(wiring.Component):
         m = Module()
         pe, simd, nf_max, sf_max = self.pe, self.simd, self.nf, self.sf
         i, o = self.i, self.o
+        if self.deep:
+            # chunks enter through a skid buffer: the producer sees a registered ready, not the
+            # pipeline enable (whose fan-out spans every DSP of a wide MVU)
+            m.submodules.in_skid = in_skid = SkidBuffer(
+                chunk_signature(simd, self.in_width, self.in_signed))
+            wiring.connect(m, wiring.flipped(self.i), in_skid.i)
+            i = in_skid.o
 
         m.submodules.wrom = wrom = Memory(shape=unsigned(pe * simd * self.weight_bits),
                                           depth=nf_max * sf_max, init=self._weight_init())
@@ -219,7 +240,11 @@ class MatrixVectorUnit(wiring.Component):
         # product registers -> adder-tree registers (after every two adder levels) -> the
         # accumulator. The flags and the bias (added to a pass's first chunk) ride along.
         def register(values, flags, name):
-            regs = [Signal(v.shape(), name=f"{name}{n_}") for n_, v in enumerate(values)]
+            # data registers without a reset: the flags say what is valid, and a reset-less
+            # register with a hold is what yosys' ice40_dsp packs into an SB_MAC16's own
+            # input (A/B) and output registers
+            regs = [Signal(v.shape(), name=f"{name}{n_}", reset_less=True)
+                    for n_, v in enumerate(values)]
             nflags = [Signal(name=f"{name}_flag{n_}") for n_ in range(len(flags))]
             with m.If(en_1):
                 m.d.sync += [r.eq(v) for r, v in zip(regs + nflags, list(values) + flags)]
@@ -229,6 +254,10 @@ class MatrixVectorUnit(wiring.Component):
         operands = (elements(s1_chunk, simd, self.in_width, self.in_signed)
                     + elements(w_rd.data, pe * simd, self.weight_bits, True)
                     + elements(b_rd.data, pe, self.bias_width, True))
+        if self.deep:
+            # one more operand register: the weight ROM's (block RAM) output and the chunk reach
+            # the multipliers through a register of their own (ROM -> DSP routing is long)
+            operands, flags = register(operands, flags, "pre")
         if ecp5_dsp_fits(platform, self.in_width, self.weight_bits):
             # the operand and product registers of the products are the DSPs' own
             xs, ws = operands[:simd], operands[simd:simd + pe * simd]
@@ -243,7 +272,7 @@ class MatrixVectorUnit(wiring.Component):
                                      for s in range(simd)] + bias, flags, "prod")
             bias, terms = terms[-pe:], terms[:-pe]
         groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
-        registered = {level for level, _ in adder_tree_registers(simd)}
+        registered = {level for level, _ in adder_tree_registers(simd, self.deep)}
         level = 0
         while len(groups[0]) > 1:
             groups = [[g[j] + g[j + 1] if j + 1 < len(g) else g[j] for j in range(0, len(g), 2)]

@@ -36,6 +36,11 @@ def test_compile_writes_both_designs_and_the_manifest(compiled):
     assert m["buffer_depth_choice"] == {"requested": None, "tried": [64, 32, 16, 8, 4, 2],
                                         "rejected": {}}
     assert m["interface"]["ctrl"]["modes"]["1"] == "never exit"
+    # the ULX3S (ECP5) gets the MVUs' deep pipeline, and the emitted Verilog has it: a second
+    # operand register ("pre") in every MVU
+    assert m["deep_mvu"] is True
+    assert "pre_flag0" in (hw / "top.v").read_text()
+    assert "pre_flag0" in (hw / "baseline" / "top.v").read_text()
 
 
 def test_design_too_large_for_the_board_names_the_resource(trained_run, capsys, tmp_path):
@@ -98,6 +103,7 @@ def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
     logged = []
     m = run_compile(run, small, log=logged.append)
     assert m["buffer_depth"] == 4
+    assert m["deep_mvu"] is False and "pre_flag0" not in (run / "hw" / "top.v").read_text()
     choice = m["buffer_depth_choice"]
     assert choice["requested"] is None and list(choice["rejected"]) == ["64", "32", "16", "8"]
     assert all("BRAM" in why for why in choice["rejected"].values())
@@ -111,3 +117,23 @@ def test_buffer_depth_is_the_largest_that_fits(trained_run, tmp_path):
                                         r"buffers: the smallest folding needs "
                                         rf"{bram[16]} BRAM, more than 100% of the board's"):
         run_compile(run, small, force=True, buffer_depth=16)
+
+
+def test_skid_buffers_do_not_cost_throughput(trained_run, tmp_path):
+    """On an iCE40 with room for the skid buffers only at the smallest folding, compile drops
+    them, takes the faster folding and says why."""
+    import dataclasses
+
+    from exitgate.boards.profiles import get_board
+    from exitgate.compiler.flow import run_compile
+    board = get_board("icebreaker")
+    roomier = dataclasses.replace(board, budget=dataclasses.replace(board.budget, lut=5300))
+    run = tmp_path / "r"
+    shutil.copytree(trained_run[0], run)
+    m = run_compile(run, roomier, log=lambda *_: None)
+    assert m["skid_buffers"] is False and m["deep_mvu"] is False
+    why = m["buffer_depth_choice"]["rejected"][str(m["buffer_depth"])]
+    assert why.startswith("fits, but without skid buffers the foldings are faster (DSE"), why
+    assert "skid_" not in (run / "hw" / "top.v").read_text()
+    folds = [s["fold"]["pe"] * s["fold"]["simd"] for s in m["stages"] if "fold" in s]
+    assert max(folds) > 1              # the area the skid buffers would take went to folding

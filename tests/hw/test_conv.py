@@ -39,14 +39,17 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
-def test_conv_matches_golden_under_backpressure(run_stream, cfg):
+@pytest.mark.parametrize("cfg,deep", [(cfg, False) for cfg in CONFIGS]
+                         + [(CONFIGS[1], True), (CONFIGS[2], True)],
+                         ids=[f"cfg{i}" for i in range(len(CONFIGS))] + ["cfg1-deep", "cfg2-deep"])
+def test_conv_matches_golden_under_backpressure(run_stream, cfg, deep):
     (c, h, w, cout, pe, simd, in_lanes, out_lanes, in_signed, weight_bits, shift, out_bits,
      out_signed, relu) = cfg
     rng = np.random.default_rng(sum(cfg[:8]))
     dut, weights, bias = _make(rng, c, h, w, cout, weight_bits=weight_bits, in_signed=in_signed,
                                shift=shift, out_bits=out_bits, out_signed=out_signed, relu=relu,
-                               pe=pe, simd=simd, in_lanes=in_lanes, out_lanes=out_lanes)
+                               pe=pe, simd=simd, in_lanes=in_lanes, out_lanes=out_lanes,
+                               deep=deep)
     x = _inputs(rng, 3, (c, h, w), in_signed)
     beats = h * w * cout // out_lanes
     res = run_stream(dut, beat_payloads(x, in_lanes), 3 * beats, seed=pe + simd, idle=0.3,
@@ -70,16 +73,26 @@ THROUGHPUT = [
     # (window_buffer_banks: 8 here) hides it, so the II is exactly NF*SF
     dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8, banks=2),
     dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8),
+    # the MVU's deep pipeline: 4 more cycles of latency (SIMD 9), the same cycles per sample
+    dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8, deep=True),
 ]
 
 
 @pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "window", "serialiser", "fill",
-                                               "fill-simd1", "warmup-2banks", "warmup-hidden"])
+                                               "fill-simd1", "warmup-2banks", "warmup-hidden",
+                                               "warmup-hidden-deep"])
 def test_conv_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(7)
     dut, _, _ = _make(rng, p["c"], p["h"], p["w"], p["cout"], weight_bits=4, in_signed=False,
                       shift=4, pe=p["pe"], simd=p["simd"], in_lanes=p["in_lanes"],
-                      out_lanes=p["out_lanes"], banks=p.get("banks"))
+                      out_lanes=p["out_lanes"], banks=p.get("banks"), deep=p.get("deep", False))
+    if p.get("deep"):
+        shallow, _, _ = _make(np.random.default_rng(7), p["c"], p["h"], p["w"], p["cout"],
+                              weight_bits=4, in_signed=False, shift=4, pe=p["pe"],
+                              simd=p["simd"], in_lanes=p["in_lanes"], out_lanes=p["out_lanes"])
+        # input skid buffer, second operand register, tree registers at 4 levels instead of 2
+        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2
+        assert dut.initiation_interval == shallow.initiation_interval
     if "banks" not in p and p["c"] == 1:
         assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf
     samples = 6

@@ -33,14 +33,15 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
-def test_frame_conv_matches_golden_under_backpressure(run_stream, cfg):
+@pytest.mark.parametrize("cfg,deep", [(cfg, False) for cfg in CONFIGS] + [(CONFIGS[1], True)],
+                         ids=[f"cfg{i}" for i in range(len(CONFIGS))] + ["cfg1-deep"])
+def test_frame_conv_matches_golden_under_backpressure(run_stream, cfg, deep):
     (c, h, w, cout, pe, out_lanes, in_signed, weight_bits, shift, out_bits, out_signed,
      relu) = cfg
     rng = np.random.default_rng(sum(cfg[:6]))
     dut, weights, bias = _make(rng, c, h, w, cout, weight_bits=weight_bits, in_signed=in_signed,
                                shift=shift, out_bits=out_bits, out_signed=out_signed, relu=relu,
-                               pe=pe, out_lanes=out_lanes)
+                               pe=pe, out_lanes=out_lanes, deep=deep)
     x = _inputs(rng, 3, (c, h, w), in_signed)
     beats = h * w * cout // out_lanes
     res = run_stream(dut, beat_payloads(x, 1), 3 * beats, seed=pe + c, idle=0.3, stall=0.3)
@@ -76,20 +77,23 @@ THROUGHPUT = [
     dict(c=1, h=3, w=3, cout=16, pe=16, out_lanes=1),
     dict(c=3, h=1, w=4, cout=2, pe=2, out_lanes=1),
     dict(c=2, h=2, w=2, cout=2, pe=1, out_lanes=1),
+    dict(c=2, h=3, w=4, cout=4, pe=2, out_lanes=2, deep=True),
 ]
 
 
 @pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "compute-pe1", "serialiser",
-                                               "one-row", "2x2"])
+                                               "one-row", "2x2", "compute-deep"])
 def test_frame_conv_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(7)
+    deep = p.get("deep", False)
     dut, _, _ = _make(rng, p["c"], p["h"], p["w"], p["cout"], weight_bits=4, in_signed=False,
-                      shift=4, pe=p["pe"], out_lanes=p["out_lanes"])
+                      shift=4, pe=p["pe"], out_lanes=p["out_lanes"], deep=deep)
     c, h, w = dut.shape
     compute = h * w * dut.nf * dut.sf
     serial = h * w * p["cout"] // p["out_lanes"]
     assert dut.cycles_per_sample == max(compute, serial)
-    assert dut.latency == (min((w + 2) * c + 1, c * h * w) + dut.sf + mvu_latency(1))
+    assert mvu_latency(1, deep) == 5 + 2 * deep      # SIMD 1: no adder tree
+    assert dut.latency == (min((w + 2) * c + 1, c * h * w) + dut.sf + mvu_latency(1, deep))
     samples = 5
     x = _inputs(rng, samples, dut.shape, False)
     beats = serial

@@ -30,13 +30,15 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
-def test_linear_matches_golden_under_backpressure(run_stream, cfg):
+@pytest.mark.parametrize("cfg,deep", [(cfg, False) for cfg in CONFIGS]
+                         + [(CONFIGS[1], True), (CONFIGS[4], True)],
+                         ids=[f"cfg{i}" for i in range(len(CONFIGS))] + ["cfg1-deep", "cfg4-deep"])
+def test_linear_matches_golden_under_backpressure(run_stream, cfg, deep):
     shape, cout, pe, simd, in_lanes, out_lanes, in_signed, shift, out_signed, relu = cfg
     rng = np.random.default_rng(cout * 10 + pe + simd)
     dut, weights, bias = _make(rng, shape, cout, in_signed=in_signed, shift=shift,
                                out_signed=out_signed, relu=relu, pe=pe, simd=simd,
-                               in_lanes=in_lanes, out_lanes=out_lanes)
+                               in_lanes=in_lanes, out_lanes=out_lanes, deep=deep)
     x = _inputs(rng, 4, shape, in_signed)
     beats = cout // dut.out_lanes
     res = run_stream(dut, beat_payloads(x, in_lanes), 4 * beats, seed=simd, idle=0.3, stall=0.3)
@@ -52,14 +54,15 @@ THROUGHPUT = [
     dict(shape=(2, 2, 2), cout=8, pe=2, simd=2, in_lanes=2, shift=3),
     dict(shape=(4, 3, 3), cout=2, pe=2, simd=12, in_lanes=2, shift=3),
     dict(shape=(2, 2, 2), cout=10, pe=5, simd=8, in_lanes=2, shift=None),
+    dict(shape=(2, 2, 2), cout=10, pe=5, simd=8, in_lanes=2, shift=None, deep=True),
 ]
 
 
-@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "input", "output"])
+@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "input", "output", "output-deep"])
 def test_linear_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(4)
     dut, _, _ = _make(rng, p["shape"], p["cout"], shift=p["shift"], pe=p["pe"], simd=p["simd"],
-                      in_lanes=p["in_lanes"])
+                      in_lanes=p["in_lanes"], deep=p.get("deep", False))
     samples = 8
     x = _inputs(rng, samples, p["shape"], False)
     beats = p["cout"] // dut.out_lanes
