@@ -123,11 +123,19 @@ def test_skid_buffers_do_not_cost_throughput(trained_run, tmp_path):
     """On an iCE40 with room for the skid buffers only at the smallest folding, compile drops
     them, takes the faster folding and says why."""
     import dataclasses
+    import math
 
     from exitgate.boards.profiles import get_board
     from exitgate.compiler.flow import run_compile
-    board = get_board("icebreaker")
-    roomier = dataclasses.replace(board, budget=dataclasses.replace(board.budget, lut=5300))
+    from exitgate.compiler.graph import lower
+    from exitgate.compiler.resources import estimate_design, harness_estimate, logic_cells
+    from exitgate.quant.ir import load_ir
+    ir, weights = load_ir(trained_run[0])
+    smallest = estimate_design(lower(ir, weights).with_skids(True), weights, "ice40",
+                               buffer_depth=2) + harness_estimate("ice40")
+    board = get_board("icebreaker")      # logic cells just enough for the skid buffers (at 85%)
+    lut = math.ceil(logic_cells(smallest, "ice40") / board.budget.cap) + 20
+    roomier = dataclasses.replace(board, budget=dataclasses.replace(board.budget, lut=lut))
     run = tmp_path / "r"
     shutil.copytree(trained_run[0], run)
     m = run_compile(run, roomier, log=lambda *_: None)
