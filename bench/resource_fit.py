@@ -222,11 +222,10 @@ def build(cfg):
 
 def _platform(family: str):
     """The platform a board build of ``family`` elaborates for (blocks may depend on it: the
-    MVU's ECP5 products are registered MULT18X18Ds); None where nothing does."""
-    if family == "ecp5":
-        from amaranth_boards.ulx3s import ULX3S_85F_Platform
-        return ULX3S_85F_Platform()
-    return None
+    MVU's ECP5 products are registered MULT18X18Ds): the first board of that family with an
+    open flow."""
+    from exitgate.boards.profiles import BOARDS
+    return next(b for b in BOARDS.values() if b.family == family and b.open_flow).make_platform()
 
 
 def _verilog(blk, family: str | None = None) -> str:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.conv_frame import FrameConv2dStage
-from ..hw.mvu import mvu_latency
 from ..hw.plumbing import SKID_LATENCY
 from ..hw.stream import beats_of
 from .codegen import build_blocks, decision_unit
@@ -143,40 +141,16 @@ def steady_throughput(times: list[int], exits, depth: int, holds: list[int] | No
 
 def level_holds(graph: HwGraph, weights: dict, times: list[int]) -> list[int]:
     """Per level: how long after starting a sample its first stage has accepted the sample's
-    last input beat (`_edges`), i.e. when the conditional buffer in front of it frees the
-    sample's slot; never more than the level's server time. Level 0 reads no buffer."""
+    last input beat (its block's ``sample_edges``), i.e. when the conditional buffer in front of
+    it frees the sample's slot; never more than the level's server time. Level 0 reads no
+    buffer."""
     blocks, _ = build_blocks(graph, weights, analysis=True)
     holds = list(times)
     for st in graph.stages:
         k = graph.buffer_before(st)
         if k is not None and st.kind in ("conv", "pool", "linear"):
-            holds[st.level] = min(times[st.level], _edges(blocks[st.name], st.kind)[0])
+            holds[st.level] = min(times[st.level], blocks[st.name].sample_edges[0])
     return holds
-
-
-def _edges(blk, kind: str) -> tuple[int, int]:
-    """(input cycles, tail) of a block for one sample in an idle pipeline: how long it takes to
-    accept the whole sample, and how long after its last input beat its last output beat
-    leaves."""
-    if kind == "conv" and isinstance(blk, FrameConv2dStage):
-        # one beat a cycle into a free bank; outputs one pass (SF chunks) apart from `latency`
-        c, h, w = blk.shape
-        last_out = blk.latency + (h * w * blk.nf - 1) * blk.sf + blk.pe // blk.out_lanes - 1
-        return c * h * w, max(1, last_out - (c * h * w - 1))
-    if kind == "conv":
-        c, h, w = blk.shape
-        g = c // blk.in_lanes
-        fold = blk.nf * blk.sf
-        # the last output row is computed after the last input (it needs the padding row)
-        return (max((h + 1) * (w + 1) * g - (w + 2) * g, blk.cycles_per_sample - w * fold),
-                max((w + 2) * g, w * fold) + fold + mvu_latency(blk.simd, blk.deep) + 2)
-    if kind == "pool":
-        c, h, w = blk.shape
-        return h * w * (c // blk.lanes), 2
-    if kind == "linear":
-        c, h, w = blk.shape
-        return c * h * w // blk.in_lanes, blk.nf * blk.sf + 4 + blk.outputs // blk.out_lanes
-    raise ValueError(kind)
 
 
 def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
@@ -203,7 +177,7 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
             last = max(last, decided[k]) + 2     # cut-through once the decision is known
             first = max(first, decided[k]) + 2
         blk = blocks[st.name]
-        in_cycles, tail = _edges(blk, st.kind)
+        in_cycles, tail = blk.sample_edges
         last = max(last, first + in_cycles)
         first = first + int(blk.latency) + skid
         last = last + tail + skid

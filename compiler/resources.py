@@ -43,8 +43,7 @@ import numpy as np
 
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
-from ..hw.mvu import ECP5_DSP_WIDTHS
-from ..hw.mvu import accumulator_width, adder_tree_registers
+from ..hw.mvu import accumulator_width, adder_tree_registers, ecp5_dsp_family_fits
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -270,7 +269,7 @@ def _mvu_dsp_registers(family: str, ib: int, wb: int) -> frozenset:
     operand register (B) and the product register (O) into each SB_MAC16; the weight operand
     register stays in the fabric (measured: A_REG 0 on every SB_MAC16 of the fit
     configurations). Products in LUTs keep all three in the fabric."""
-    if family == "ecp5" and ib in ECP5_DSP_WIDTHS and wb in ECP5_DSP_WIDTHS:
+    if ecp5_dsp_family_fits(family, ib, wb):
         return frozenset("xwp")
     if family == "ice40" and _ice40_dsp(ib, wb):
         return frozenset("xp")

@@ -354,6 +354,18 @@ class Conv2dStage(_ConvStage):
                 + mvu_latency(self.simd, self.deep) - 1)
 
     @property
+    def sample_edges(self) -> tuple[int, int]:
+        """(input cycles, tail) of one sample in an idle pipeline: how long the block takes to
+        accept the whole sample, and how long after its last input beat its last output beat
+        leaves (`exitgate.compiler.perf.path_latency`, `level_holds`). The last output row is computed after the last input (it needs the
+        padding row)."""
+        c, h, w = self.shape
+        g = c // self.in_lanes
+        fold = self.nf * self.sf
+        return (max((h + 1) * (w + 1) * g - (w + 2) * g, self.cycles_per_sample - w * fold),
+                max((w + 2) * g, w * fold) + fold + mvu_latency(self.simd, self.deep) + 2)
+
+    @property
     def _fill_delay(self) -> int:
         """Cycles the buffer's gearbox adds to a pixel over taking one beat a cycle and
         releasing the bank on the next: its last word is written ``fill`` cycles after its

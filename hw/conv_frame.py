@@ -248,7 +248,18 @@ class FrameConv2dStage(_ConvStage):
         full: ``C*H*W``) if that is earlier (``H = 1``, or 2 x 1 and 2 x 2 maps); then the read
         (1), one MVU pass of SF chunks and its pipeline (`mvu_latency`)."""
         c, h, w = self.shape
-        return min((w + 2) * c + 1, c * h * w) + 1 + self.sf - 1 + mvu_latency(self.simd, self.deep)
+        return (min((w + 2) * c + 1, c * h * w) + 1 + self.sf - 1
+                + mvu_latency(self.simd, self.deep))
+
+    @property
+    def sample_edges(self) -> tuple[int, int]:
+        """(input cycles, tail) of one sample in an idle pipeline: how long the block takes to
+        accept the whole sample, and how long after its last input beat its last output beat
+        leaves (`exitgate.compiler.perf.path_latency`, `level_holds`). One beat a cycle into a free bank; outputs one pass (SF chunks) apart
+        from `latency`."""
+        c, h, w = self.shape
+        last_out = self.latency + (h * w * self.nf - 1) * self.sf + self.pe // self.out_lanes - 1
+        return c * h * w, max(1, last_out - (c * h * w - 1))
 
     def elaborate(self, platform):
         m = Module()

@@ -213,6 +213,14 @@ class LinearStage(wiring.Component):
         (`mvu_latency` - 1 after the pass's last chunk is taken)."""
         return self.sf + 1 + mvu_latency(self.simd, self.deep)
 
+    @property
+    def sample_edges(self) -> tuple[int, int]:
+        """(input cycles, tail) of one sample in an idle pipeline: how long the block takes to
+        accept the whole sample, and how long after its last input beat its last output beat
+        leaves (`exitgate.compiler.perf.path_latency`, `level_holds`)."""
+        c, h, w = self.shape
+        return c * h * w // self.in_lanes, self.nf * self.sf + 4 + self.outputs // self.out_lanes
+
     def elaborate(self, platform):
         m = Module()
         c, h, w = self.shape

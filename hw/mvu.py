@@ -52,7 +52,8 @@ from .plumbing import SkidBuffer
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits"]
+           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits",
+           "ecp5_dsp_family_fits"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
 #: mapping takes operands of at least 2 bits)
@@ -62,9 +63,14 @@ ECP5_DSP_WIDTHS = range(2, 19)
 def ecp5_dsp_fits(platform, in_width: int, weight_bits: int) -> bool:
     """Whether `MatrixVectorUnit` elaborated for ``platform`` builds its products as registered
     MULT18X18D instances: an ECP5 platform (``platform.family == "ecp5"``, as amaranth's
-    ``LatticePlatform`` sets it) and both operand widths within `ECP5_DSP_WIDTHS`."""
-    return (getattr(platform, "family", None) == "ecp5" and in_width in ECP5_DSP_WIDTHS
-            and weight_bits in ECP5_DSP_WIDTHS)
+    ``LatticePlatform`` sets it) and both operand widths within `ECP5_DSP_WIDTHS`
+    (`ecp5_dsp_family_fits` for a family name)."""
+    return ecp5_dsp_family_fits(getattr(platform, "family", None), in_width, weight_bits)
+
+
+def ecp5_dsp_family_fits(family: str | None, in_width: int, weight_bits: int) -> bool:
+    """`ecp5_dsp_fits` for a board build of ``family`` (the resource model's view)."""
+    return family == "ecp5" and in_width in ECP5_DSP_WIDTHS and weight_bits in ECP5_DSP_WIDTHS
 
 
 def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]:

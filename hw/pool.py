@@ -72,6 +72,13 @@ class MaxPool2x2(wiring.Component):
         """Cycles from accepting the input beat that completes an output beat to it being valid."""
         return 2
 
+    @property
+    def sample_edges(self) -> tuple[int, int]:
+        """(input cycles, tail) of one sample in an idle pipeline: how long the block takes to
+        accept the whole sample, and how long after its last input beat its last output beat
+        leaves (`exitgate.compiler.perf.path_latency`, `level_holds`)."""
+        return self.cycles_per_sample, self.latency
+
     def elaborate(self, platform):
         m = Module()
         c, h_max, w_max = self.shape

@@ -1,3 +1,7 @@
+import sys
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -6,19 +10,11 @@ from exitgate.hw.conv import conv2d_golden
 from exitgate.hw.conv_frame import FrameConv2dStage
 from exitgate.hw.mvu import mvu_latency
 
+sys.path.insert(0, str(Path(__file__).parent))
+from conv_cases import conv_inputs, make_conv  # noqa: E402
 
-def _make(rng, c, h, w, cout, *, weight_bits, in_signed, bias=200, **kwargs):
-    lim = (1 << (weight_bits - 1)) - 1  # narrow range
-    weights = rng.integers(-lim, lim + 1, (cout, c, 3, 3))
-    b = rng.integers(-bias, bias + 1, cout)
-    dut = FrameConv2dStage(weights, b, (c, h, w), in_signed=in_signed, weight_bits=weight_bits,
-                           **kwargs)
-    return dut, weights, b
-
-
-def _inputs(rng, n, shape, in_signed, width=8):
-    lo, hi = (-(1 << (width - 1)), 1 << (width - 1)) if in_signed else (0, 1 << width)
-    return rng.integers(lo, hi, (n, *shape))
+_make = partial(make_conv, FrameConv2dStage)
+_inputs = conv_inputs
 
 
 # (C, H, W, Cout, pe, out_lanes, in_signed, weight_bits, shift, out_bits, out_signed, relu)
