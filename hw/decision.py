@@ -27,17 +27,21 @@ collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one logi
 through index register -> LUT read register -> accumulator, ``C + 2`` cycles) -> divide + decide
 (``B + 1`` quotient bits, one a cycle, the exit test on the last, then the result waits for
 ``o.ready``).
-No path has more than a subtract-and-round or an add-and-compare between registers (Fmax).
+No path has more than one carry chain and a compare with a constant, or an add-and-compare,
+between registers (Fmax): the LUT index's rounding term is added to the max as it is collected
+(``zmax_h = z_max + 2**(s-1)``, a register beside ``z_max``), so the index of ``z_j`` is
+``min((zmax_h - z_j) >> s, K-1)``, one subtraction.
 Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
 
 Logit store (``store=``): ``"double"`` (the default, above) keeps two copies of a sample's logits,
-the collect shift register ``z1`` and the sum stage's ``z2`` (plus its max ``zmax2``), so that
+the collect shift register ``z1`` and the sum stage's ``z2`` (plus its rounded max ``zmaxh2``,
+``W_h`` bits, normally ``W + 1``), so that
 collecting sample n+1 overlaps summing sample n: ``2 * C * W`` flip-flops and a ``C * W``-bit load
 mux. ``"single"`` keeps one: the sum stage reads the logits and the max straight out of the collect
 registers, shifting that one store as it issues, and only the sample's id, argmax, threshold and
 mode are copied on to it (they are overwritten by the next sample's first logit). No ``z2``, no
-``zmax2``, no load mux: ``(C + 1) * W - 1`` flip-flops fewer (``i.ready`` is a register here) and
+``zmaxh2``, no load mux: ``C * W + W_h - 1`` flip-flops fewer (``i.ready`` is a register here) and
 about ``C * W`` LUTs fewer. It is meant for small devices whose logits come from a folded layer far
 slower than the unit, where the overlap buys nothing. Ports, results and the write semantics are
 those of ``"double"``; the timing differs:
@@ -167,11 +171,20 @@ class ExitDecision(wiring.Component):
         ``t <= q`` on the confidence ``q = floor(2**(E+B) / S)`` (see module docstring)."""
         return t <= q
 
-    def _index(self, diff):
-        """LUT index for the unsigned difference ``z_max - z_j`` (numerics.lut_index)."""
+    def _half(self) -> int:
+        """The rounding term of the LUT index, ``2**(s-1)`` for a right shift ``s > 0``, else 0."""
+        s = self.spec.index_shift
+        return 1 << (s - 1) if s > 0 else 0
+
+    def _index(self, zmax_h, z):
+        """LUT index of logit ``z`` (numerics.lut_index of ``z_max - z``), from the sample's
+        max with the rounding term already added (``zmax_h = z_max + 2**(s-1)``, registered with
+        the max): ``(z_max - z + 2**(s-1)) >> s`` is one subtraction, and saturating at ``K-1``
+        a compare with a constant (Fmax: one carry chain between registers, not two)."""
         spec = self.spec
         s = spec.index_shift
-        k = (diff + (1 << (s - 1))) >> s if s > 0 else diff << -s
+        t = zmax_h - z                  # >= 2**(s-1) (z <= z_max)
+        k = t >> s if s > 0 else t << -s
         return Mux(k > spec.lut_size - 1, spec.lut_size - 1, k)
 
     def elaborate(self, platform):
@@ -191,6 +204,9 @@ class ExitDecision(wiring.Component):
         # Stage 1: collect one sample's logits in a shift register, with running max and argmax.
         z1 = [Signal(signed(W), name=f"z1_{j}") for j in range(C)]
         zmax1, arg1 = Signal(signed(W)), Signal(cw)
+        half = self._half()
+        hshape = signed(max(W, half.bit_length() + 1) + 1)
+        zmaxh1 = Signal(hshape)                     # zmax1 + half (the LUT index's rounding)
         id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
         cnt1 = Signal(range(C))
         full1 = Signal()
@@ -200,10 +216,10 @@ class ExitDecision(wiring.Component):
         # which take no new sample until the last logit is issued; id, argmax, t and mode are
         # still copied, since the next sample's first logit overwrites them on that cycle.
         if single:
-            z2, zmax2, arg2 = z1, zmax1, Signal(cw)
+            z2, zmaxh2, arg2 = z1, zmaxh1, Signal(cw)
         else:
             z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
-            zmax2, arg2 = Signal(signed(W)), Signal(cw)
+            zmaxh2, arg2 = Signal(hshape), Signal(cw)
         id2, t2, mode2 = Signal(self.id_width), Signal(B + 1), Signal(2)
         j2 = Signal(range(C))
         acc2 = Signal(spec.sum_bits)
@@ -263,10 +279,10 @@ class ExitDecision(wiring.Component):
                 m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
                 m.d.sync += z1[C - 1].eq(logit)
             with m.If(cnt1 == 0):
-                m.d.sync += [zmax1.eq(logit), arg1.eq(0), id1.eq(self.i.payload.id),
-                             t1.eq(t_reg), mode1.eq(mode_reg)]
+                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(0),
+                             id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
             with m.Elif(logit > zmax1):
-                m.d.sync += [zmax1.eq(logit), arg1.eq(cnt1)]
+                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(cnt1)]
             with m.If(cnt1 == C - 1):
                 m.d.sync += [cnt1.eq(0), full1.eq(1)]
             with m.Else():
@@ -282,14 +298,13 @@ class ExitDecision(wiring.Component):
         # later
         rd = lut.read_port(domain="comb")
         e2 = Signal(E + 1)
-        diff = (zmax2 - z2[0])[:W]      # in 0 .. 2**W - 1
         m.d.comb += rd.addr.eq(k2)
         s_next = acc2 + e2
         with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
             m.d.sync += [kv2.eq(issue2), klast2.eq(issue2 & (j2 == C - 1)),
                          ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
             with m.If(issue2):
-                m.d.sync += [k2.eq(self._index(diff)), j2.eq(j2 + 1)]
+                m.d.sync += [k2.eq(self._index(zmaxh2, z2[0])), j2.eq(j2 + 1)]
                 if not single:      # (single: stage 1 shifts the store)
                     m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
                 with m.If(j2 == C - 1):
@@ -302,7 +317,7 @@ class ExitDecision(wiring.Component):
                              acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
             else:
                 m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
-                m.d.sync += [zmax2.eq(zmax1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
+                m.d.sync += [zmaxh2.eq(zmaxh1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
                              mode2.eq(mode1), j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
         with m.Elif(s3_load):
             m.d.sync += busy2.eq(0)

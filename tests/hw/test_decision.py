@@ -134,6 +134,25 @@ def test_extremes_small_config(store):
 
 
 @with_stores
+@pytest.mark.parametrize("logit_frac,lut_frac,width", [
+    (2, 2, 8),      # s = 0: no rounding term
+    (1, 3, 8),      # s = -2: a left shift
+    (9, 1, 8),      # s = 8 = W: the rounding term 2**7 does not fit a signed logit
+])
+def test_index_shifts(logit_frac, lut_frac, width, store):
+    """The LUT index ``min((zmax_h - z) >> s, K-1)`` with the rounding term folded into the max
+    (``zmax_h = z_max + 2**(s-1)``) matches numerics.lut_index for every kind of shift."""
+    spec = DecisionSpec(classes=4, logit_frac_bits=logit_frac, lut_frac_bits=lut_frac,
+                        exp_bits=6, threshold_bits=5)
+    rng = np.random.default_rng(logit_frac * 10 + lut_frac)
+    logits = random_logits(rng, 200, spec.classes, width)
+    dut = ExitDecision(spec, logit_width=width, id_width=4, threshold=20, store=store)
+    got, seen, *_ = run_decision(dut, logits, np.arange(200) % 16, seed=5, stall=0.2)
+    assert got == decision_model(spec, seen)
+    assert len({r["confidence"] for r in got}) > 1      # not all saturated or all equal
+
+
+@with_stores
 @pytest.mark.parametrize("spec", [
     SPEC,                                                           # II bound by collect / sum
     DecisionSpec(classes=16, logit_frac_bits=4, threshold_bits=8),
@@ -239,12 +258,13 @@ def _flip_flops(dut) -> int:
 
 
 def test_single_store_drops_the_second_copy():
-    """"single" has no second logit store and no second max (C*W + W flip-flops fewer), and one
-    flip-flop more (its i.ready is registered)."""
+    """"single" has no second logit store and no second rounded max (C*W + W_h flip-flops
+    fewer, W_h = W + 1 here), and one flip-flop more (its i.ready is registered)."""
     kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128)
     double, single = ExitDecision(SPEC, **kw), ExitDecision(SPEC, **kw, store="single")
+    assert SPEC.index_shift > 0 and (1 << (SPEC.index_shift - 1)) < 1 << (LOGIT_WIDTH - 1)
     saved = _flip_flops(double) - _flip_flops(single)
-    assert saved == (SPEC.classes + 1) * LOGIT_WIDTH - 1
+    assert saved == SPEC.classes * LOGIT_WIDTH + (LOGIT_WIDTH + 1) - 1
     assert single.initiation_interval > double.initiation_interval  # the price
 
 
