@@ -28,6 +28,7 @@ import numpy as np
 from amaranth.back import verilog
 from scipy.optimize import nnls
 
+from exitgate.boards.profiles import BOARDS
 from exitgate.boards.synth import SYNTH_OPTIONS, synthesise
 from exitgate.errors import ExitgateError
 from exitgate.compiler import resources as rm
@@ -35,6 +36,15 @@ from exitgate.compiler import resources as rm
 OUT = Path(__file__).with_name("out")
 CACHE = OUT / "resource_synth.json"
 FAMILIES = ("ice40", "ecp5")
+#: the families whose boards use the MVU's deep pipeline (`BoardProfile.deep_mvu`): the deep
+#: configurations are synthesised and fitted for these only
+DEEP_FAMILIES = tuple(f for f in FAMILIES if any(b.deep_mvu for b in BOARDS.values()
+                                                 if b.family == f))
+
+
+def _families(cfg) -> list[str]:
+    """The families a configuration is synthesised and fitted for."""
+    return [f for f in FAMILIES if not cfg.get("deep") or f in DEEP_FAMILIES]
 LUT_FEATURES = ["mul_bits", "add_bits", "requant_bits", "rom_bits", "ram_bits", "mux_bits",
                 "counter_bits", "cmp_bits", "fork_bits", "bram_port_bits", "arbiter_terms",
                 "dist_read_bits"]
@@ -224,7 +234,6 @@ def _platform(family: str):
     """The platform a board build of ``family`` elaborates for (blocks may depend on it: the
     MVU's ECP5 products are registered MULT18X18Ds): the first board of that family with an
     open flow."""
-    from exitgate.boards.profiles import BOARDS
     return next(b for b in BOARDS.values() if b.family == family and b.open_flow).make_platform()
 
 
@@ -264,7 +273,7 @@ def synth_all(configs, cache: dict, workers: int = 2) -> dict:
     jobs = []
     for cfg in configs:
         key = _key(cfg)
-        texts = {fam: _verilog(build(cfg)[0], fam) for fam in FAMILIES}
+        texts = {fam: _verilog(build(cfg)[0], fam) for fam in _families(cfg)}
         jobs += _missing(cache, key, texts)
     _synthesise(jobs, cache, workers, "block/family pairs")
     return cache
@@ -305,7 +314,7 @@ def fit(configs, cache) -> dict:
     for fam in FAMILIES:
         rows = []
         for cfg in configs:
-            if cfg["held_out"]:
+            if cfg["held_out"] or fam not in _families(cfg):
                 continue
             syn = _synthesised(cache, _key(cfg), fam)
             if syn is None:
@@ -335,7 +344,8 @@ def fit_kind(kind, configs, cache, model) -> dict:
         rows = []
         for cfg in configs:
             syn = _synthesised(cache, _key(cfg), fam)
-            if cfg["kind"] == kind and not cfg["held_out"] and syn is not None:
+            if (cfg["kind"] == kind and not cfg["held_out"] and syn is not None
+                    and fam in _families(cfg)):
                 rows.append((rm.block_features(kind, fam, **_params(cfg)), syn))
         if not rows:
             raise ValueError(f"no fitted configuration of kind {kind!r}")
@@ -363,7 +373,7 @@ def table(configs, cache, model) -> dict:
           f"{'DSP':>5} {'BRAM':>5}")
     errs, failed = {}, []
     for cfg in configs:
-        for fam in FAMILIES:
+        for fam in _families(cfg):
             params = _params(cfg)
             est = rm.estimate_block(cfg["kind"], fam, model=model, **params)
             syn = _synthesised(cache, _key(cfg), fam)

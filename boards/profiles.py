@@ -98,6 +98,12 @@ class BoardProfile:
     #: flip-flop counts
     deep_mvu: bool = False
 
+    def __post_init__(self):
+        if self.deep_mvu and self.family == "ice40":
+            raise ValueError(f"board {self.name!r}: deep_mvu is for ECP5 and Xilinx boards; on "
+                             f"iCE40 the MVU's deep pipeline is neither fitted by the resource "
+                             f"model nor worth its flip-flops (leave deep_mvu=False)")
+
     def make_platform(self):
         """A fresh platform instance (amaranth platforms can build only once)."""
         return self.platform()

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
-from ..hw.mvu import accumulator_width, adder_tree_registers, ecp5_dsp_family_fits
+from ..hw.mvu import accumulator_width, adder_tree_registers, ecp5_dsp_family_fits, mvu_fifo_depth
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -289,6 +289,13 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
                                                    _mvu_dsp_registers(x.family, ib, wb), deep,
                                                    nf * sf))
     x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
+    if deep:
+        # the output FIFO (`SyncFIFOBuffered`: depth-1 words of memory with a registered read,
+        # which stands in for the output register counted above) and the credit counter
+        depth = mvu_fifo_depth(simd, sf)
+        x.memory(depth - 1, pe * out_bits + 2, rom=False, read_reg=False)
+        x.add("regs", 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1) + 1 + 2)
+        x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth) + _rw(depth + 1))
     if out_lanes < pe:
         x.add("mux_bits", pe * out_bits)
         x.add("regs", _rw(pe // out_lanes))

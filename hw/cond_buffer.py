@@ -117,8 +117,11 @@ class ConditionalBuffer(wiring.Component):
         def inc(v, n):
             return Mux(v == n - 1, 0, v + 1)
 
-        # Write side.
-        m.d.comb += self.i.ready.eq((wr_beat != 0) | (n_alloc < depth))
+        # Write side. ``has_room`` is ``n_alloc < depth`` as a register of its own (Fmax: no
+        # compare between n_alloc and the producer's ready), updated from the compares of
+        # n_alloc with depth - 1 and depth, which do not wait for this cycle's alloc and free.
+        has_room = Signal(init=1)
+        m.d.comb += self.i.ready.eq((wr_beat != 0) | has_room)
         w_fire = self.i.valid & self.i.ready
         alloc = w_fire & (wr_beat == 0)
         m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(self.i.payload.as_value()), wr.en.eq(w_fire)]
@@ -138,7 +141,12 @@ class ConditionalBuffer(wiring.Component):
         writing = wr_beat != 0  # the newest slot is still being written
         rd_complete = ~(writing & (n_alloc == 1))
         decided = n_alloc != n_undec  # the oldest slot's decision has arrived
-        rd_exit = dec_exit.bit_select(rd_slot, 1)   # a balanced mux tree, not a chain (Fmax)
+        # The oldest slot's decision, as a register (Fmax: the depth-to-1 mux of dec_exit is
+        # off the read path): on a free it takes the next slot's entry, which is read ahead
+        # through rd_slot1 (= rd_slot + 1), and a decision arriving on the same cycle for the
+        # slot it tracks goes straight in.
+        rd_slot1 = Signal(range(depth), init=1 % depth)
+        rd_exit = Signal()
         advance = ~out_valid | self.o.ready
         drop = (n_alloc != 0) & decided & rd_exit & rd_complete
         read = (n_alloc != 0) & decided & ~rd_exit & advance \
@@ -150,11 +158,19 @@ class ConditionalBuffer(wiring.Component):
         with m.If(drop):
             m.d.sync += rd_addr.eq(Mux(rd_addr == total - bps, 0, rd_addr + bps))
         with m.If(free):
-            m.d.sync += rd_slot.eq(inc(rd_slot, depth))
+            m.d.sync += [rd_slot.eq(rd_slot1), rd_slot1.eq(inc(rd_slot1, depth))]
+            with m.If(d_fire & (dec_slot == rd_slot1)):
+                m.d.sync += rd_exit.eq(self.decision.payload.exit)
+            with m.Else():
+                m.d.sync += rd_exit.eq(dec_exit.bit_select(rd_slot1, 1))
+        with m.Elif(d_fire & (dec_slot == rd_slot)):
+            m.d.sync += rd_exit.eq(self.decision.payload.exit)
         with m.If(advance):
             m.d.sync += out_valid.eq(read)
 
         m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire)]
+        m.d.sync += has_room.eq(Mux(alloc & ~free, n_alloc < depth - 1,
+                                    (free & ~alloc) | (n_alloc < depth)))
 
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(rd.data)]
         return m

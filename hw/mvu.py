@@ -19,9 +19,14 @@ is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles
 chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
-through a skid buffer (the producer sees a registered ``ready``, not the enable of the whole
-pipeline), adds a second operand register in front of the products and registers the adder
-tree after every level: `mvu_latency` 7 + ceil(log2 SIMD), same results and cycles per vector.
+through a skid buffer, adds a second operand register in front of the products and registers the
+adder tree after every level, and never stalls the pipeline: results leave through an output FIFO
+(`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed RAM on ECP5) and a pass's
+last chunk is only issued while the FIFO has room for every result already in flight (a credit
+counter). So the front pipeline has no enable at all: the DSPs' clock enables are tied high
+instead of fanning one enable out to every DSP of a wide MVU, and the chunk stream's ``ready``
+depends only on the MVU's own registers (the fold counter and the credit flag), never on the
+consumer's ``ready``. `mvu_latency` 8 + ceil(log2 SIMD); same results and cycles per vector.
 
 The operand, product and adder-tree registers have no reset (the flags riding beside them
 say what is valid). On iCE40 that lets yosys' ``ice40_dsp`` pack each product's chunk operand
@@ -44,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -52,7 +58,7 @@ from .plumbing import SkidBuffer
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits",
+           "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits",
            "ecp5_dsp_family_fits"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
@@ -88,8 +94,17 @@ def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]
 def mvu_latency(simd: int, deep: bool = False) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
     (``deep``: the input skid buffer ->) issue -> s1 -> operands (twice if ``deep``) ->
-    products -> the `adder_tree_registers` -> accumulator/s2 -> output register."""
-    return 5 + 2 * int(deep) + len(adder_tree_registers(simd, deep))
+    products -> the `adder_tree_registers` -> accumulator/s2 -> output register (``deep``: the
+    output FIFO, whose buffered read takes two cycles)."""
+    return 5 + 3 * int(deep) + len(adder_tree_registers(simd, deep))
+
+
+def mvu_fifo_depth(simd: int, sf: int) -> int:
+    """Entries of a deep MVU's output FIFO: enough credits that a pass's last chunk never waits
+    while the consumer takes every result at once (a credit is held from the issue of the pass's
+    last chunk until its result is read: ``mvu_latency - 1`` cycles, in which ``SF``-chunk
+    passes issue at most ``ceil((latency - 1) / SF)`` last chunks), plus one."""
+    return -(-(mvu_latency(simd, True) - 1) // sf) + 1
 
 
 def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
@@ -190,9 +205,10 @@ class MatrixVectorUnit(wiring.Component):
         m = Module()
         pe, simd, nf_max, sf_max = self.pe, self.simd, self.nf, self.sf
         i, o = self.i, self.o
-        if self.deep:
-            # chunks enter through a skid buffer: the producer sees a registered ready, not the
-            # pipeline enable (whose fan-out spans every DSP of a wide MVU)
+        deep = self.deep
+        if deep:
+            # chunks enter through a skid buffer: the producer's valid/data paths end at a
+            # register
             m.submodules.in_skid = in_skid = SkidBuffer(
                 chunk_signature(simd, self.in_width, self.in_signed))
             wiring.connect(m, wiring.flipped(self.i), in_skid.i)
@@ -207,14 +223,20 @@ class MatrixVectorUnit(wiring.Component):
 
         # Stage enables: a stage takes a new item when it is empty or its item moves on. s1 moves
         # on unless it holds a pass's last chunk and s2 is blocked, so accumulation continues
-        # while the output is stalled.
-        en_o, en_2, en_1 = Signal(), Signal(), Signal()
+        # while the output is stalled. Deep: nothing stalls (constant enables); the issue of a
+        # pass's last chunk waits for a credit instead.
         s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
         s2_valid = Signal()
-        m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o)]
+        if deep:
+            en_o = en_2 = en_1 = Const(1, 1)
+        else:
+            en_o, en_2, en_1 = Signal(), Signal(), Signal()
+            m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o)]
         step = Signal()
-        m.d.comb += step.eq(en_1 & i.valid)
-        m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(en_1)]
+        m.d.comb += step.eq(i.valid & i.ready)
+        # deep: the ROMs are read only for a chunk (the pipeline moves on every cycle)
+        rom_en = step if deep else en_1
+        m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(rom_en)]
 
         # Issue: ROM addresses from the fold counters, chunk accepted.
         nf = Signal(range(nf_max))
@@ -224,8 +246,8 @@ class MatrixVectorUnit(wiring.Component):
         # the weight-ROM address ``nf * SF + sf`` as a counter of its own (no arithmetic in
         # front of the ROM: Fmax)
         waddr = Signal(range(nf_max * sf_max))
-        m.d.comb += [w_rd.addr.eq(waddr), w_rd.en.eq(en_1),
-                     b_rd.addr.eq(nf), b_rd.en.eq(en_1)]
+        m.d.comb += [w_rd.addr.eq(waddr), w_rd.en.eq(rom_en),
+                     b_rd.addr.eq(nf), b_rd.en.eq(rom_en)]
         with m.If(step):
             m.d.sync += [fold_first.eq(cur_first),
                          waddr.eq(Mux(waddr == nf_max * sf_max - 1, 0, waddr + 1))]
@@ -260,7 +282,7 @@ class MatrixVectorUnit(wiring.Component):
         operands = (elements(s1_chunk, simd, self.in_width, self.in_signed)
                     + elements(w_rd.data, pe * simd, self.weight_bits, True)
                     + elements(b_rd.data, pe, self.bias_width, True))
-        if self.deep:
+        if deep:
             # one more operand register: the weight ROM's (block RAM) output and the chunk reach
             # the multipliers through a register of their own (ROM -> DSP routing is long)
             operands, flags = register(operands, flags, "pre")
@@ -278,7 +300,7 @@ class MatrixVectorUnit(wiring.Component):
                                      for s in range(simd)] + bias, flags, "prod")
             bias, terms = terms[-pe:], terms[:-pe]
         groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
-        registered = {level for level, _ in adder_tree_registers(simd, self.deep)}
+        registered = {level for level, _ in adder_tree_registers(simd, deep)}
         level = 0
         while len(groups[0]) > 1:
             groups = [[g[j] + g[j + 1] if j + 1 < len(g) else g[j] for j in range(0, len(g), 2)]
@@ -290,7 +312,19 @@ class MatrixVectorUnit(wiring.Component):
                 groups, bias = [flat[p * n:(p + 1) * n] for p in range(pe)], flat[-pe:]
         dots = [g[0] for g in groups]
         f_valid, f_sf_first, f_sf_last, f_first, f_last = flags
-        m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
+        if deep:
+            # credits: results issued (a pass's last chunk taken) and not yet read out of the
+            # FIFO; a pass's last chunk is taken only while one is free (``room``, registered)
+            depth = mvu_fifo_depth(simd, sf_max)
+            pending = Signal(range(depth + 1))
+            room = Signal(init=1)
+            pending_next = Signal(range(depth + 2))
+            m.d.comb += pending_next.eq(pending + (step & (sf == sf_max - 1))
+                                        - (o.valid & o.ready))
+            m.d.sync += [pending.eq(pending_next), room.eq(pending_next < depth)]
+            m.d.comb += i.ready.eq((sf != sf_max - 1) | room)
+        else:
+            m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
 
         # Accumulate: a pass's first chunk starts from the bias.
         acc = [Signal(signed(self.acc_width), name=f"acc{p}") for p in range(pe)]
@@ -307,13 +341,23 @@ class MatrixVectorUnit(wiring.Component):
                          s2_last.eq(f_last)]
 
         # Output register: requantise (or pass the accumulators).
+        values = [s2_acc[p] if self.shift is None else requantise_value(
+            s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu) for p in range(pe)]
+        if deep:
+            # the output FIFO: never full when written (credits)
+            payload = o.payload.shape()
+            m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=payload.size, depth=depth)
+            beat = Signal(payload)
+            m.d.comb += [beat.first.eq(s2_first), beat.last.eq(s2_last)]
+            m.d.comb += [beat.data[p].eq(values[p]) for p in range(pe)]
+            m.d.comb += [fifo.w_en.eq(s2_valid), fifo.w_data.eq(beat.as_value()),
+                         o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data),
+                         fifo.r_en.eq(o.ready)]
+            return m
         with m.If(en_o):
             m.d.sync += [o.valid.eq(s2_valid), o.payload.first.eq(s2_first),
                          o.payload.last.eq(s2_last)]
-            for p in range(pe):
-                value = s2_acc[p] if self.shift is None else requantise_value(
-                    s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu)
-                m.d.sync += o.payload.data[p].eq(value)
+            m.d.sync += [o.payload.data[p].eq(values[p]) for p in range(pe)]
         return m
 
     @staticmethod

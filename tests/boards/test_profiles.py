@@ -65,3 +65,9 @@ def test_budget_cap_validated():
         Budget(lut=1, ff=1, dsp=0, bram=0, bram_bits=4096, bram_primitive="X", cap=1.5)
     with pytest.raises(ValueError, match=r"^hard_cap must be in \(0, 1\], got 0"):
         Budget(lut=1, ff=1, dsp=0, bram=0, bram_bits=4096, bram_primitive="X", hard_cap=0)
+
+
+def test_deep_mvu_not_on_ice40():
+    with pytest.raises(ValueError, match=r"board 'ice': deep_mvu is for ECP5 and Xilinx boards"):
+        dataclasses.replace(get_board("icebreaker"), name="ice", deep_mvu=True)
+    assert dataclasses.replace(get_board("ulx3s-85f"), deep_mvu=False).deep_mvu is False
