@@ -225,8 +225,10 @@ class UartHarness(wiring.Component):
         with m.If(is_mode):
             m.d.comb += exit_index.eq(args[8:16])
         write_ok = (exit_index < self.exits) & (~is_mode | (new_mode < _MODES))
+        ok_r, is_mode_r, exit_r = Signal(), Signal(), Signal(8)
         # the accelerator's ctrl port is driven from registers: a write reaches it the cycle
-        # after the "write" state (before any pixel of a following image can), so the command
+        # after the "write" state, which follows the "decode" state after the last argument
+        # byte (still before any pixel of a following image can), so the command
         # decoding and the decision units' register enables are not one path (Fmax)
         we, w_exit = Signal(), Signal(8)
         w_threshold, w_mode = Signal(threshold_width), Signal(2)
@@ -269,19 +271,24 @@ class UartHarness(wiring.Component):
                 with m.If(fifo.r_rdy):
                     m.d.sync += [args.eq(Cat(byte, args[:24])), left.eq(left - 1)]
                     with m.If(left == 1):
-                        m.next = "write"
+                        m.next = "decode"
+            with m.State("decode"):
+                # the command's checks and its target into registers (Fmax: the "write" state
+                # then has no compare in front of the register enables it drives)
+                m.d.sync += [ok_r.eq(write_ok), is_mode_r.eq(is_mode), exit_r.eq(exit_index)]
+                m.next = "write"
             with m.State("write"):
-                with m.If(write_ok):
+                with m.If(ok_r):
                     threshold = Signal(threshold_width)
                     mode = Signal(2)
-                    m.d.comb += [threshold.eq(thresholds[exit_index]), mode.eq(modes[exit_index])]
-                    with m.If(is_mode):
+                    m.d.comb += [threshold.eq(thresholds[exit_r]), mode.eq(modes[exit_r])]
+                    with m.If(is_mode_r):
                         m.d.comb += mode.eq(new_mode)
-                        m.d.sync += modes[exit_index].eq(new_mode)
+                        m.d.sync += modes[exit_r].eq(new_mode)
                     with m.Else():
                         m.d.comb += threshold.eq(new_threshold)
-                        m.d.sync += thresholds[exit_index].eq(new_threshold)
-                    m.d.sync += [we.eq(1), w_exit.eq(exit_index),
+                        m.d.sync += thresholds[exit_r].eq(new_threshold)
+                    m.d.sync += [we.eq(1), w_exit.eq(exit_r),
                                  w_threshold.eq(threshold), w_mode.eq(mode)]
                     m.next = "command"
                 with m.Else():

@@ -4,9 +4,9 @@ with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
 Wiring (per exit k, level k = samples that continued past exits 0..k-1):
 
     pixels -> level-0 stages -> ... -> branch stage (output of segment k)
-    (every conv / linear / pool stage's and every decision unit's output passes a SkidBuffer, so
-    no ready path spans two stages; unless the graph says ``skids=False``, for a board they do
-    not fit)
+    (every conv / linear / pool stage's, every decision unit's and every conditional buffer's
+    output passes a SkidBuffer, so no ready path spans two stages; unless the graph says
+    ``skids=False``, for a board they do not fit)
                                           |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
                                           |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
     ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
@@ -282,7 +282,9 @@ class Accelerator(wiring.Component):
                 m.submodules[f"cbuf{k}"] = cb
                 wiring.connect(m, src_stream, cb.i)
                 wiring.connect(m, routers[k].buffer, cb.decision)
-                src_stream = cb.o
+                # and out through a skid buffer: the level's first stage's ready does not run
+                # into the buffer's read side (slot, address and beat counters)
+                src_stream = self._skid(m, f"skid_cbuf{k}", cb.o)
                 events[(f"cbuf{k}", "in")], events[(f"cbuf{k}", "out")] = fire(cb.i), fire(cb.o)
                 events[(f"cbuf{k}", "active")] = fire(cb.i) | fire(cb.o)
             wiring.connect(m, src_stream, self.blocks[st.name].i)

@@ -174,8 +174,9 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         if k is not None:
             if k not in decided:
                 decided[k] = path_latency(graph, weights, k)
-            last = max(last, decided[k]) + 2     # cut-through once the decision is known
-            first = max(first, decided[k]) + 2
+            # cut-through once the decision is known (and the skid buffer after the buffer)
+            last = max(last, decided[k]) + 2 + skid
+            first = max(first, decided[k]) + 2 + skid
         blk = blocks[st.name]
         in_cycles, tail = blk.sample_edges
         last = max(last, first + in_cycles)

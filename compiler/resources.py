@@ -208,7 +208,7 @@ class _Features:
 def _window_features(x: _Features, c, h, w, lanes, ib):
     g = c // lanes
     row = lanes * ib
-    x.memory(w * g, 2 * row, rom=False, transparent=True)
+    x.memory(w * g, 2 * row, rom=False)
     x.add("regs", 2 * (_rw(h + 1) + _rw(w + 1) + _rw(g)) + 1 + row + 6 * g * row + 9 * row + 3)
     x.add("mux_bits", 9 * row)
     x.mults += 2 * _const_mul(w + 1, g, x.family)
@@ -290,11 +290,13 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
                                                    nf * sf))
     x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
     if deep:
-        # the output FIFO (`SyncFIFOBuffered`: depth-1 words of memory with a registered read,
-        # which stands in for the output register counted above) and the credit counter
+        # the requantised result's register, the output FIFO (`SyncFIFOBuffered`: depth-1
+        # words of memory with a registered read, which stands in for the output register
+        # counted above) and the credit counter
         depth = mvu_fifo_depth(simd, sf)
         x.memory(depth - 1, pe * out_bits + 2, rom=False, read_reg=False)
-        x.add("regs", 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1) + 1 + 2)
+        x.add("regs", pe * out_bits + 3 + 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1)
+              + 1 + 2)
         x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth) + _rw(depth + 1))
     if out_lanes < pe:
         x.add("mux_bits", pe * out_bits)
@@ -384,9 +386,12 @@ def block_features(kind: str, family: str, **p) -> _Features:
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
         x.memory(total, width, rom=False, read_reg=True)
+        # + the registered flags (room, one slot, decided, undecided), the oldest slot's
+        # decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
-              + depth + 1)
-        x.add("counter_bits", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1))
+              + depth + 1 + 5 + _rw(depth) + _rw(depth + 1))
+        x.add("counter_bits", 2 * _rw(total) + 2 * _rw(bps) + 3 * _rw(depth)
+              + 3 * _rw(depth + 1))
     elif kind == "fork":
         x.add("regs", p["n"])
         x.add("fork_bits", p["n"])
@@ -574,6 +579,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
             out.append((f"cbuf{k}", "cond_buffer",
                         {"width": lanes * bits + 2, "beats_per_sample": h * w * (c // lanes),
                          "depth": buffer_depth}))
+            if graph.skids:     # after the conditional buffer
+                out.append((f"skid_cbuf{k}", "skid", {"width": lanes * bits + 2}))
     cls_w = max(1, (graph.classes - 1).bit_length())
     out.append(("merge", "merge", {"n": graph.exits,
                                    "width": id_width + cls_w + spec0.threshold_bits + 1}))

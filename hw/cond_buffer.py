@@ -129,7 +129,8 @@ class ConditionalBuffer(wiring.Component):
             m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps))]
 
         # Decisions, in sample order, for allocated undecided slots.
-        m.d.comb += self.decision.ready.eq(n_undec != 0)
+        has_undec = Signal()     # n_undec != 0, a register of its own (Fmax), updated below
+        m.d.comb += self.decision.ready.eq(has_undec)
         d_fire = self.decision.valid & self.decision.ready
         with m.If(d_fire):
             m.d.sync += dec_slot.eq(inc(dec_slot, depth))
@@ -137,10 +138,12 @@ class ConditionalBuffer(wiring.Component):
                 with m.If(dec_slot == k):
                     m.d.sync += dec_exit[k].eq(self.decision.payload.exit)
 
-        # Read side: the oldest slot, once decided.
+        # Read side: the oldest slot, once decided (which implies a slot is in use). The slot
+        # counts' compares it needs are registers of their own (Fmax), kept equal to
+        # n_alloc == 1 and n_alloc != n_undec from this cycle's alloc, free and decision.
+        single, decided = Signal(), Signal()
         writing = wr_beat != 0  # the newest slot is still being written
-        rd_complete = ~(writing & (n_alloc == 1))
-        decided = n_alloc != n_undec  # the oldest slot's decision has arrived
+        rd_complete = ~(writing & single)
         # The oldest slot's decision, as a register (Fmax: the depth-to-1 mux of dec_exit is
         # off the read path): on a free it takes the next slot's entry, which is read ahead
         # through rd_slot1 (= rd_slot + 1), and a decision arriving on the same cycle for the
@@ -148,8 +151,8 @@ class ConditionalBuffer(wiring.Component):
         rd_slot1 = Signal(range(depth), init=1 % depth)
         rd_exit = Signal()
         advance = ~out_valid | self.o.ready
-        drop = (n_alloc != 0) & decided & rd_exit & rd_complete
-        read = (n_alloc != 0) & decided & ~rd_exit & advance \
+        drop = decided & rd_exit & rd_complete
+        read = decided & ~rd_exit & advance \
             & self._readable(rd_beat, wr_beat, rd_complete)
         free = drop | (read & (rd_beat == bps - 1))
         m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(read)]
@@ -171,6 +174,14 @@ class ConditionalBuffer(wiring.Component):
         m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire)]
         m.d.sync += has_room.eq(Mux(alloc & ~free, n_alloc < depth - 1,
                                     (free & ~alloc) | (n_alloc < depth)))
+        grow, shrink = alloc & ~free, free & ~alloc
+        m.d.sync += single.eq(Mux(grow, n_alloc == 0, Mux(shrink, n_alloc == 2, single)))
+        m.d.sync += has_undec.eq(Mux(alloc & ~d_fire, 1,
+                                     Mux(d_fire & ~alloc, n_undec >= 2, has_undec)))
+        # decided slots in use (n_alloc - n_undec): + a decision, - a free (always decided)
+        n_dec = Signal(range(depth + 1))
+        m.d.sync += [n_dec.eq(n_dec + d_fire - free),
+                     decided.eq(Mux(d_fire & ~free, 1, Mux(free & ~d_fire, n_dec >= 2, decided)))]
 
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(rd.data)]
         return m

@@ -26,7 +26,8 @@ last chunk is only issued while the FIFO has room for every result already in fl
 counter). So the front pipeline has no enable at all: the DSPs' clock enables are tied high
 instead of fanning one enable out to every DSP of a wide MVU, and the chunk stream's ``ready``
 depends only on the MVU's own registers (the fold counter and the credit flag), never on the
-consumer's ``ready``. `mvu_latency` 8 + ceil(log2 SIMD); same results and cycles per vector.
+consumer's ``ready``. The requantised result is registered before it is written to the FIFO.
+`mvu_latency` 9 + ceil(log2 SIMD); same results and cycles per vector.
 
 The operand, product and adder-tree registers have no reset (the flags riding beside them
 say what is valid). On iCE40 that lets yosys' ``ice40_dsp`` pack each product's chunk operand
@@ -94,9 +95,10 @@ def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]
 def mvu_latency(simd: int, deep: bool = False) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
     (``deep``: the input skid buffer ->) issue -> s1 -> operands (twice if ``deep``) ->
-    products -> the `adder_tree_registers` -> accumulator/s2 -> output register (``deep``: the
-    output FIFO, whose buffered read takes two cycles)."""
-    return 5 + 3 * int(deep) + len(adder_tree_registers(simd, deep))
+    products -> the `adder_tree_registers` -> accumulator/s2 -> output register (``deep``: a
+    register of the requantised result, then the output FIFO, whose buffered read takes two
+    cycles)."""
+    return 5 + 4 * int(deep) + len(adder_tree_registers(simd, deep))
 
 
 def mvu_fifo_depth(simd: int, sf: int) -> int:
@@ -344,13 +346,14 @@ class MatrixVectorUnit(wiring.Component):
         values = [s2_acc[p] if self.shift is None else requantise_value(
             s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu) for p in range(pe)]
         if deep:
-            # the output FIFO: never full when written (credits)
+            # the requantised result into a register, then the output FIFO: never full when
+            # written (credits)
             payload = o.payload.shape()
             m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=payload.size, depth=depth)
-            beat = Signal(payload)
-            m.d.comb += [beat.first.eq(s2_first), beat.last.eq(s2_last)]
-            m.d.comb += [beat.data[p].eq(values[p]) for p in range(pe)]
-            m.d.comb += [fifo.w_en.eq(s2_valid), fifo.w_data.eq(beat.as_value()),
+            beat, beat_valid = Signal(payload), Signal()
+            m.d.sync += [beat_valid.eq(s2_valid), beat.first.eq(s2_first), beat.last.eq(s2_last)]
+            m.d.sync += [beat.data[p].eq(values[p]) for p in range(pe)]
+            m.d.comb += [fifo.w_en.eq(beat_valid), fifo.w_data.eq(beat.as_value()),
                          o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data),
                          fifo.r_en.eq(o.ready)]
             return m

@@ -118,7 +118,11 @@ class SlidingWindow(wiring.Component):
         m.submodules.lines = lines = Memory(shape=unsigned((k - 1) * row_bits),
                                             depth=w_max * groups, init=[])
         wr = lines.write_port()
-        rd = lines.read_port(transparent_for=(wr,))
+        # no write-to-read bypass (Fmax: the step enable stays out of the read data path): step
+        # 0 reads the next position's word while step 1 writes the previous position's, never
+        # the same word, not even for a one-word line (W = 1, G = 1), where a padding step
+        # always lies between a position's write and the next row's read of it
+        rd = lines.read_port(transparent_for=())
 
         # s1 moves on unless it holds an emitting step and the output register is blocked, so
         # padding and first-row steps proceed while the output is stalled.

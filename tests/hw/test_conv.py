@@ -87,8 +87,9 @@ def test_conv_throughput_and_latency(run_stream, p):
                               simd=p["simd"], in_lanes=p["in_lanes"], out_lanes=p["out_lanes"])
         shallow._MustUse__silence = True          # only its latency is read
         # input skid buffer, second operand register, tree registers at 4 levels instead of 2,
-        # the output FIFO's buffered read (two cycles instead of the output register's one)
-        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2 + 1
+        # the requantised result's register, the output FIFO's buffered read (two cycles
+        # instead of the output register's one)
+        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2 + 1 + 1
         assert dut.initiation_interval == shallow.initiation_interval
     if "banks" not in p and p["c"] == 1:
         assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf

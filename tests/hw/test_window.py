@@ -6,7 +6,9 @@ from exitgate.hw.window import SlidingWindow, sliding_window_golden
 
 # (C, H, W, lanes, kernel, signed)
 CONFIGS = [(4, 4, 5, 2, 3, False), (3, 3, 3, 1, 3, True), (2, 5, 4, 2, 3, False),
-           (2, 5, 6, 1, 5, True)]
+           (2, 5, 6, 1, 5, True),
+           (2, 4, 1, 2, 3, False),     # one-word line: a padding step between write and read
+           (2, 3, 1, 1, 3, True)]
 
 
 def _expected(x, lanes, k):

@@ -2,8 +2,21 @@
 throughput close to the compiler's prediction, runtime thresholds without rebuilding, bad input."""
 
 import json
+import shutil
+
+import pytest
 
 from exitgate.cli import main
+
+
+@pytest.fixture(scope="module")
+def compiled_run(compiled_run, tmp_path_factory):
+    """This module's own copy of the session's compiled run: the tests here simulate into it
+    (in order: the sweep test checks that the first test's results survive), and other modules
+    must keep seeing a run without a sim step."""
+    run = tmp_path_factory.mktemp("sim_cli") / "run"
+    shutil.copytree(compiled_run, run)
+    return run
 
 
 def test_sim_matches_reference_and_prediction(compiled_run, capsys):
