@@ -318,6 +318,10 @@ def block_features(kind: str, family: str, **p) -> _Features:
                                 window_buffer_banks((c, h, w), lanes, nf * sf))
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
                       p["out_bits"], p["out_lanes"], p.get("deep", False))
+        if p.get("deep", False):      # the skid buffer between window and buffer
+            width = 9 * lanes * ib + 2
+            x.add("regs", 2 * width + 2)
+            x.add("mux_bits", width)
     elif kind == "conv_frame":
         # `exitgate.hw.conv_frame.FrameConv2dStage` (SIMD 1, one input lane): the
         # double-buffered frame, write counters, the read loops (c, nf, ox, oy counters with

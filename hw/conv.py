@@ -35,6 +35,7 @@ from ..numerics import requantise
 from .counters import step_replay
 from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, mvu_latency,
                   chunk_signature)
+from .plumbing import SkidBuffer
 from .stream import activation_signature
 from .window import (SlidingWindow, _check_lanes, _check_shape,
                      sliding_window_golden, window_signature)
@@ -345,12 +346,13 @@ class Conv2dStage(_ConvStage):
         """Cycles from the cycle a sample's first input beat is accepted to the cycle its first
         output beat is valid (no stalls, idle pipeline): the window's step for pixel (1, 1)
         group G-1 comes ``(W+3)*G - 1`` steps later (one padding step per group in row 0), then
-        window (2), buffer (2 after the pixel's last word is written: `_fill_schedule`, the
-        word written ``fill - (G - 1)`` cycles after the last beat would have been taken at one
-        beat a cycle), one MVU pass of SF chunks and its pipeline (`mvu_latency`)."""
+        window (2; deep: + its skid buffer, 1), buffer (2 after the pixel's last word is
+        written: `_fill_schedule`, the word written ``fill - (G - 1)`` cycles after the last beat
+        would have been taken at one beat a cycle), one MVU pass of SF chunks and its pipeline
+        (`mvu_latency`)."""
         c, h, w = self.shape
         groups = c // self.in_lanes
-        return ((w + 3) * groups - 1 + 2 + 2 + self._fill_delay + self.sf
+        return ((w + 3) * groups - 1 + 2 + int(self.deep) + 2 + self._fill_delay + self.sf
                 + mvu_latency(self.simd, self.deep) - 1)
 
     @property
@@ -363,7 +365,8 @@ class Conv2dStage(_ConvStage):
         g = c // self.in_lanes
         fold = self.nf * self.sf
         return (max((h + 1) * (w + 1) * g - (w + 2) * g, self.cycles_per_sample - w * fold),
-                max((w + 2) * g, w * fold) + fold + mvu_latency(self.simd, self.deep) + 2)
+                max((w + 2) * g, w * fold) + fold + mvu_latency(self.simd, self.deep) + 2
+                + int(self.deep))
 
     @property
     def _fill_delay(self) -> int:
@@ -390,7 +393,15 @@ class Conv2dStage(_ConvStage):
         matrix = self.weights.reshape(cout, groups, self.in_lanes, KERNEL, KERNEL) \
             .transpose(0, 1, 3, 4, 2).reshape(cout, -1)
         wiring.connect(m, wiring.flipped(self.i), window.i)
-        wiring.connect(m, window.o, buffer.i)
+        if self.deep:
+            # deep: the window's beats reach the buffer through a skid buffer (Fmax: the
+            # buffer's ready does not run into the window's step enable, whose fan-out covers
+            # its column registers and line buffer)
+            m.submodules.window_skid = skid = SkidBuffer(window.o.signature)
+            wiring.connect(m, window.o, skid.i)
+            wiring.connect(m, skid.o, buffer.i)
+        else:
+            wiring.connect(m, window.o, buffer.i)
         self._mvu(m, matrix, buffer.o)
         return m
 

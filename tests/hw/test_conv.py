@@ -68,7 +68,7 @@ THROUGHPUT = [
     # (window_buffer_banks: 8 here) hides it, so the II is exactly NF*SF
     dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8, banks=2),
     dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8),
-    # the MVU's deep pipeline: 4 more cycles of latency (SIMD 9), the same cycles per sample
+    # the deep pipeline: 7 more cycles of latency (SIMD 9), the same cycles per sample
     dict(c=1, h=8, w=8, cout=16, pe=8, simd=9, in_lanes=1, out_lanes=8, deep=True),
 ]
 
@@ -88,8 +88,8 @@ def test_conv_throughput_and_latency(run_stream, p):
         shallow._MustUse__silence = True          # only its latency is read
         # input skid buffer, second operand register, tree registers at 4 levels instead of 2,
         # the requantised result's register, the output FIFO's buffered read (two cycles
-        # instead of the output register's one)
-        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2 + 1 + 1
+        # instead of the output register's one), the skid buffer between window and buffer
+        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2 + 1 + 1 + 1
         assert dut.initiation_interval == shallow.initiation_interval
     if "banks" not in p and p["c"] == 1:
         assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf
