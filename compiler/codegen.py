@@ -277,8 +277,9 @@ class Accelerator(wiring.Component):
                 lanes, bits, sgn = self.formats[st.src]
                 sig = activation_signature(lanes, bits, signed_data=sgn)
                 shape = g.stage(st.src).out_shape
+                # deep boards (ECP5): the buffer's block-RAM read data into a register first
                 cb = ConditionalBuffer(sig, beats_per_sample=beats_of(shape, lanes),
-                                       depth=self.buffer_depth)
+                                       depth=self.buffer_depth, out_reg=g.deep)
                 m.submodules[f"cbuf{k}"] = cb
                 wiring.connect(m, src_stream, cb.i)
                 wiring.connect(m, routers[k].buffer, cb.decision)

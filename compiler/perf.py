@@ -62,7 +62,7 @@ def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
         if k is not None:
             lanes = fmt[st.src][0]
             beats = beats_of(graph.stage(st.src).out_shape, lanes)
-            out.append(StageTiming(f"cbuf{k}", "cbuf", st.level, beats + 1, 2))
+            out.append(StageTiming(f"cbuf{k}", "cbuf", st.level, beats + 1, 2 + int(graph.deep)))
     return out
 
 
@@ -174,9 +174,11 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         if k is not None:
             if k not in decided:
                 decided[k] = path_latency(graph, weights, k)
-            # cut-through once the decision is known (and the skid buffer after the buffer)
-            last = max(last, decided[k]) + 2 + skid
-            first = max(first, decided[k]) + 2 + skid
+            # cut-through once the decision is known (`ConditionalBuffer.latency`: 2, 3 with
+            # the deep boards' read-data register), and the skid buffer after the buffer
+            cbuf = 2 + int(graph.deep)
+            last = max(last, decided[k]) + cbuf + skid
+            first = max(first, decided[k]) + cbuf + skid
         blk = blocks[st.name]
         in_cycles, tail = blk.sample_edges
         last = max(last, first + in_cycles)

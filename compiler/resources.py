@@ -393,7 +393,8 @@ def block_features(kind: str, family: str, **p) -> _Features:
         # + the registered flags (room, one slot, decided, undecided), the oldest slot's
         # decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
-              + depth + 1 + 5 + _rw(depth) + _rw(depth + 1))
+              + depth + 1 + 5 + _rw(depth) + _rw(depth + 1)
+              + (width + 1 if p.get("out_reg", False) else 0))      # the read-data register
         x.add("counter_bits", 2 * _rw(total) + 2 * _rw(bps) + 3 * _rw(depth)
               + 3 * _rw(depth + 1))
     elif kind == "fork":
@@ -452,7 +453,7 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away), store ("double" | "single")
-    cond_buffer  width (payload bits), beats_per_sample, depth
+    cond_buffer  width (payload bits), beats_per_sample, depth, out_reg (default False)
     skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);
     router;  tagger;  id_counter width
     """
@@ -582,7 +583,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
             c, h, w = src.out_shape if len(src.out_shape) == 3 else (src.out_shape[0], 1, 1)
             out.append((f"cbuf{k}", "cond_buffer",
                         {"width": lanes * bits + 2, "beats_per_sample": h * w * (c // lanes),
-                         "depth": buffer_depth}))
+                         "depth": buffer_depth, "out_reg": graph.deep}))
             if graph.skids:     # after the conditional buffer
                 out.append((f"skid_cbuf{k}", "skid", {"width": lanes * bits + 2}))
     cls_w = max(1, (graph.classes - 1).bit_length())

@@ -103,13 +103,14 @@ SIG = activation_signature(2, 8, id_width=4)
     (4, 3, False, 0.5, 0.5, 0.0, 5),
     (4, 2, True, 0.1, 0.7, 0.9, 6),
 ])
-def test_matches_model(depth, bps, late, idle, stall, dec_idle, seed):
+@pytest.mark.parametrize("out_reg", [False, True])
+def test_matches_model(depth, bps, late, idle, stall, dec_idle, seed, out_reg):
     rng = random.Random(seed)
     n = 150
     samples = make_samples(rng, n, bps)
     exits = [rng.random() < 0.5 for _ in range(n)]
     exits[:3] = [False, True, True]
-    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=depth)
+    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=depth, out_reg=out_reg)
     got, expected, _ = run_buffer(dut, samples, exits, seed=seed, idle=idle, stall=stall,
                                   dec_idle=dec_idle, late=late)
     assert got == expected
@@ -125,11 +126,12 @@ def test_all_continue_or_all_exit(exits):
     assert got == expected
 
 
-def test_throughput_one_beat_per_cycle():
+@pytest.mark.parametrize("out_reg", [False, True])
+def test_throughput_one_beat_per_cycle(out_reg):
     rng = random.Random(4)
     bps, n = 6, 60
     samples = make_samples(rng, n, bps)
-    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=2)
+    dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=2, out_reg=out_reg)
     got, expected, cycles = run_buffer(dut, samples, [False] * n)
     assert got == expected
     measured = (cycles[-1] - cycles[0]) / (len(cycles) - 1)

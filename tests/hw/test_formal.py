@@ -86,6 +86,16 @@ def test_cond_buffer_every_sample_once_in_order(tmp_path):
     assert passed, log[-3000:]
 
 
+def test_cond_buffer_out_reg_every_sample_once_in_order(tmp_path):
+    """The variant with a register after the read data (deep boards): the same proof, one
+    cycle more to drain."""
+    dut = ConditionalBuffer(activation_signature(1, TAG_BITS), beats_per_sample=2, depth=2,
+                            out_reg=True)
+    passed, seconds, log = run_sby(cond_buffer_harness(dut, drain_cycles=7), "cbuf_oreg",
+                                   tmp_path, depth=12)
+    assert passed, log[-3000:]
+
+
 def test_cond_buffer_drain_bound_is_tight(tmp_path):
     """With one cycle less to drain, the same proof finds a trace: the bound is exercised."""
     passed, _, log = run_sby(cond_buffer_harness(_buffer(), drain_cycles=5), "cbuf_tight",
