@@ -17,7 +17,7 @@ from pathlib import Path
 
 from exitgate.boards.build import build
 from exitgate.boards.profiles import get_board
-from exitgate.compiler.flow import load_design
+from exitgate.compiler.flow import harness_args, load_design
 from exitgate.runs import read_json
 
 OUT = Path(__file__).resolve().parent / "out" / "fmax"
@@ -51,13 +51,9 @@ def main() -> None:
     args = ap.parse_args()
     m = read_json(args.run / "hw" / "manifest.json")
     acc, _ = load_design(args.run, args.design)
-    n = len(m["predicted"]["exits"]) if args.design == "early_exit" else 1
-    regs = m["thresholds"]["registers"] if args.design == "early_exit" else []
     out = OUT / args.run.resolve().name / args.design
     start = time.monotonic()
-    r = build(acc, get_board(m["board"]), out, name="top",
-              pixels_per_sample=m["interface"]["pixels"]["pixels_per_sample"], exits=n,
-              thresholds=regs + [1 << 16], modes=[0] * (n - 1) + [2])
+    r = build(acc, get_board(m["board"]), out, name="top", **harness_args(m, args.design))
     path = critical_path(Path(r["logs"]["nextpnr"]))
     print(f"{args.design} on {m['board']}: Fmax {r['fmax_mhz']:.2f} MHz, "
           f"{r['resources']} ({time.monotonic() - start:.0f} s, {out})")

@@ -268,14 +268,23 @@ def load_design(run: Path, which: str = "early_exit", taps: bool = False):
                        id_width=m["id_width"], taps=taps), m
 
 
+def harness_args(m: dict, which: str) -> dict:
+    """The UART harness options of one design of a compiled RUN (manifest ``m``): pixels per
+    sample, exits, initial threshold registers and modes (the final exit always exits; the
+    baseline has only it)."""
+    n = len(m["predicted"]["exits"]) if which == "early_exit" else 1
+    regs = m["thresholds"]["registers"] if which == "early_exit" else []
+    return {"pixels_per_sample": m["interface"]["pixels"]["pixels_per_sample"], "exits": n,
+            "thresholds": regs + [1 << 16], "modes": [0] * (n - 1) + [2]}
+
+
 def _build_one(job) -> dict:
     """One design of `run_build` (a process of its own when both run side by side)."""
     from ..boards.build import build
     from ..boards.profiles import get_board
-    run, which, board_name, pixels, n, thresholds, modes = job
+    run, which, board_name, options = job
     acc, _ = load_design(Path(run), which)
-    return build(acc, get_board(board_name), Path(run) / "build" / which, name="top",
-                 pixels_per_sample=pixels, exits=n, thresholds=thresholds, modes=modes)
+    return build(acc, get_board(board_name), Path(run) / "build" / which, name="top", **options)
 
 
 def run_build(run: Path, board_name: str | None = None, *, force: bool = False, log=print) -> dict:
@@ -291,13 +300,8 @@ def run_build(run: Path, board_name: str | None = None, *, force: bool = False, 
                             f"`exitgate compile {run} --board {board.name} --force` first")
     prepare_step(run, "build", force)
     out = {"board": board.name, "family": board.family, "device": board.device}
-    pixels = m["interface"]["pixels"]["pixels_per_sample"]
-    jobs = []
-    for which in ("early_exit", "baseline"):
-        n = len(m["predicted"]["exits"]) if which == "early_exit" else 1
-        regs = m["thresholds"]["registers"] if which == "early_exit" else []
-        jobs.append((str(run), which, board.name, pixels, n, regs + [1 << 16],
-                     [0] * (n - 1) + [2]))
+    jobs = [(str(run), which, board.name, harness_args(m, which))
+            for which in ("early_exit", "baseline")]
     # the two place-and-routes are single-threaded: side by side when there are cores for both
     workers = min(len(jobs), os.cpu_count() or 1)
     log(f"build early_exit and baseline for {board.name} "

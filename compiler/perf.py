@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hw.cond_buffer import cond_buffer_latency
 from ..hw.plumbing import SKID_LATENCY
 from ..hw.stream import beats_of
 from .codegen import build_blocks, decision_unit
@@ -62,7 +63,8 @@ def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
         if k is not None:
             lanes = fmt[st.src][0]
             beats = beats_of(graph.stage(st.src).out_shape, lanes)
-            out.append(StageTiming(f"cbuf{k}", "cbuf", st.level, beats + 1, 2 + int(graph.deep)))
+            out.append(StageTiming(f"cbuf{k}", "cbuf", st.level, beats + 1,
+                                   cond_buffer_latency(out_reg=graph.deep)))
     return out
 
 
@@ -174,9 +176,9 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         if k is not None:
             if k not in decided:
                 decided[k] = path_latency(graph, weights, k)
-            # cut-through once the decision is known (`ConditionalBuffer.latency`: 2, 3 with
-            # the deep boards' read-data register), and the skid buffer after the buffer
-            cbuf = 2 + int(graph.deep)
+            # cut-through once the decision is known (deep boards: with the read-data
+            # register), and the skid buffer after the buffer
+            cbuf = cond_buffer_latency(out_reg=graph.deep)
             last = max(last, decided[k]) + cbuf + skid
             first = max(first, decided[k]) + cbuf + skid
         blk = blocks[st.name]

@@ -276,6 +276,13 @@ def _mvu_dsp_registers(family: str, ib: int, wb: int) -> frozenset:
     return frozenset()
 
 
+def _skid_features(x: _Features, width: int) -> None:
+    """`exitgate.hw.plumbing.SkidBuffer` of a ``width``-bit payload: output and skid registers,
+    flags, the output's input mux."""
+    x.add("regs", 2 * width + 2)
+    x.add("mux_bits", width)
+
+
 def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes,
                   deep=False):
     nf, sf = rows // pe, n // simd
@@ -319,9 +326,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
                       p["out_bits"], p["out_lanes"], p.get("deep", False))
         if p.get("deep", False):      # the skid buffer between window and buffer
-            width = 9 * lanes * ib + 2
-            x.add("regs", 2 * width + 2)
-            x.add("mux_bits", width)
+            _skid_features(x, 9 * lanes * ib + 2)
     elif kind == "conv_frame":
         # `exitgate.hw.conv_frame.FrameConv2dStage` (SIMD 1, one input lane): the
         # double-buffered frame, write counters, the read loops (c, nf, ox, oy counters with
@@ -411,8 +416,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", n * width)
         x.add("arbiter_terms", n * n)
     elif kind == "skid":
-        x.add("regs", 2 * p["width"] + 2)
-        x.add("mux_bits", p["width"])
+        _skid_features(x, p["width"])
     elif kind == "router":
         x.add("regs", 3)
     elif kind == "tagger":

@@ -36,7 +36,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model"]
+__all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model",
+           "cond_buffer_latency"]
+
+
+def cond_buffer_latency(out_reg: bool = False) -> int:
+    """Cycles from a beat being written (decision known) to it being valid on ``o``: the read
+    port and the output valid, plus the read-data register with ``out_reg``."""
+    return 2 + int(out_reg)
 
 
 def decision_signature() -> stream.Signature:
@@ -85,7 +92,7 @@ class ConditionalBuffer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat being written (decision known) to it being valid on ``o``."""
-        return 2 + int(self.out_reg)
+        return cond_buffer_latency(self.out_reg)
 
     @property
     def initiation_interval(self) -> int:
@@ -121,31 +128,47 @@ class ConditionalBuffer(wiring.Component):
         def inc(v, n):
             return Mux(v == n - 1, 0, v + 1)
 
-        # Write side. ``has_room`` is ``n_alloc < depth`` as a register of its own (Fmax: no
-        # compare between n_alloc and the producer's ready), updated from the compares of
-        # n_alloc with depth - 1 and depth, which do not wait for this cycle's alloc and free.
-        has_room = Signal(init=1)
+        def track(name, count, up, down, holds, init):
+            """A register kept equal to ``holds(count)``, the compare of a count with a
+            constant, without that compare in the paths that read it (Fmax): on a step of the
+            count it takes the compare at ``count + 1`` or ``count - 1`` (``holds(count, k)``:
+            still a compare of the register with a constant), which does not wait for ``up`` or
+            ``down``."""
+            flag = Signal(init=init, name=name)
+            m.d.sync += flag.eq(Mux(up & ~down, holds(count, 1),
+                                    Mux(down & ~up, holds(count, -1), flag)))
+            return flag
+
+        # Write side. The flags below (``track``) are registers equal to compares of the slot
+        # counts: ``has_room`` is ``n_alloc < depth``.
+        alloc, free, d_fire = Signal(), Signal(), Signal()
+        has_room = track("has_room", n_alloc, alloc, free, lambda n, k: n < depth - k, init=1)
         m.d.comb += self.i.ready.eq((wr_beat != 0) | has_room)
         w_fire = self.i.valid & self.i.ready
-        alloc = w_fire & (wr_beat == 0)
+        m.d.comb += alloc.eq(w_fire & (wr_beat == 0))
         m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(self.i.payload.as_value()), wr.en.eq(w_fire)]
         with m.If(w_fire):
             m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps))]
 
         # Decisions, in sample order, for allocated undecided slots.
-        has_undec = Signal()     # n_undec != 0, a register of its own (Fmax), updated below
+        def nonzero(n, k):      # n + k != 0 for k = +-1
+            return 1 if k > 0 else n >= 2
+
+        has_undec = track("has_undec", n_undec, alloc, d_fire, nonzero, init=0)
         m.d.comb += self.decision.ready.eq(has_undec)
-        d_fire = self.decision.valid & self.decision.ready
+        m.d.comb += d_fire.eq(self.decision.valid & self.decision.ready)
         with m.If(d_fire):
             m.d.sync += dec_slot.eq(inc(dec_slot, depth))
             for k in range(depth):
                 with m.If(dec_slot == k):
                     m.d.sync += dec_exit[k].eq(self.decision.payload.exit)
 
-        # Read side: the oldest slot, once decided (which implies a slot is in use). The slot
-        # counts' compares it needs are registers of their own (Fmax), kept equal to
-        # n_alloc == 1 and n_alloc != n_undec from this cycle's alloc, free and decision.
-        single, decided = Signal(), Signal()
+        # Read side: the oldest slot, once decided (which implies a slot is in use): ``single``
+        # is n_alloc == 1, ``decided`` is n_dec != 0, n_dec = n_alloc - n_undec the decided
+        # slots in use (a count of its own: + a decision, - a free, which is always decided)
+        n_dec = Signal(range(depth + 1))
+        single = track("single", n_alloc, alloc, free, lambda n, k: n == 1 - k, init=0)
+        decided = track("decided", n_dec, d_fire, free, nonzero, init=0)
         writing = wr_beat != 0  # the newest slot is still being written
         rd_complete = ~(writing & single)
         # The oldest slot's decision, as a register (Fmax: the depth-to-1 mux of dec_exit is
@@ -167,7 +190,7 @@ class ConditionalBuffer(wiring.Component):
         drop = decided & rd_exit & rd_complete
         read = decided & ~rd_exit & advance \
             & self._readable(rd_beat, wr_beat, rd_complete)
-        free = drop | (read & (rd_beat == bps - 1))
+        m.d.comb += free.eq(drop | (read & (rd_beat == bps - 1)))
         m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(read)]
         with m.If(read):
             m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps))]
@@ -184,17 +207,8 @@ class ConditionalBuffer(wiring.Component):
         with m.If(advance):
             m.d.sync += out_valid.eq(read)
 
-        m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire)]
-        m.d.sync += has_room.eq(Mux(alloc & ~free, n_alloc < depth - 1,
-                                    (free & ~alloc) | (n_alloc < depth)))
-        grow, shrink = alloc & ~free, free & ~alloc
-        m.d.sync += single.eq(Mux(grow, n_alloc == 0, Mux(shrink, n_alloc == 2, single)))
-        m.d.sync += has_undec.eq(Mux(alloc & ~d_fire, 1,
-                                     Mux(d_fire & ~alloc, n_undec >= 2, has_undec)))
-        # decided slots in use (n_alloc - n_undec): + a decision, - a free (always decided)
-        n_dec = Signal(range(depth + 1))
-        m.d.sync += [n_dec.eq(n_dec + d_fire - free),
-                     decided.eq(Mux(d_fire & ~free, 1, Mux(free & ~d_fire, n_dec >= 2, decided)))]
+        m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire),
+                     n_dec.eq(n_dec + d_fire - free)]
 
         if self.out_reg:
             m.d.comb += [self.o.valid.eq(b_valid), self.o.payload.eq(b_data)]

@@ -59,8 +59,8 @@ from .plumbing import SkidBuffer
 from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements", "ecp5_dsp_fits",
-           "ecp5_dsp_family_fits"]
+           "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements",
+           "ecp5_dsp_fits", "ecp5_dsp_family_fits"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
 #: mapping takes operands of at least 2 bits)
