@@ -501,7 +501,7 @@ def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: in
             "weight_bits": p["weight_bits"], "in_lanes": in_lanes, "pe": f.pe, "simd": f.simd,
             "acc_width": acc_w, "bias_width": bias_w,
             "out_bits": acc_w if logits else p["out_bits"],
-            "out_lanes": 1 if logits else p.get("out_lanes", 1), "deep": deep}
+            "out_lanes": 1 if logits else f.out_lanes, "deep": deep}
 
 
 def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in_lanes: int = 1,

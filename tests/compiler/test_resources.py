@@ -153,3 +153,40 @@ def test_conv_window_buffer_is_one_memory_not_register_banks():
     assert window_buffer_banks((16, 4, 4), 1, 32) == 4
     assert whole.f["ram_bits"] == 4 * 144 * 8
     assert whole.bram == 1   # the line buffer (the 32-word weight ROM is cheaper in LUTs)
+
+
+@pytest.mark.parametrize("deep,skids", [(False, False), (True, True)])
+def test_design_blocks_see_the_streams_codegen_builds(trained_run, deep, skids):
+    """The estimate's blocks carry the stream widths of the blocks codegen wires: each stage's
+    input and output lanes, every skid buffer's and conditional buffer's payload. A conv whose
+    output beats carry several lanes (the fold's out_lanes) widens everything downstream of it;
+    the estimate once read out_lanes from the stage's parameters, not its fold, and counted one
+    lane (a 66-bit skid buffer as a 10-bit one)."""
+    from exitgate.compiler.codegen import build_blocks
+    from exitgate.compiler.graph import Fold, lower
+    from exitgate.quant.ir import load_ir
+
+    out, _ = trained_run
+    ir, weights = load_ir(out)
+    g = lower(ir, weights).with_folds({"s0": Fold(4, 9, 4), "s2": Fold(2, 16),
+                                       "s3": Fold(4, 16, 2), "s5": Fold(2, 16)})
+    g = g.with_deep(deep).with_skids(skids)
+    blocks, fmt = build_blocks(g, weights, analysis=True)
+    assert fmt["s0"][0] == 4 and fmt["s3"][0] == 2      # the folds above are what codegen builds
+    width = {name: lanes * bits + 2 for name, (lanes, bits, _) in fmt.items()}
+    seen = set()
+    for name, kind, p in rm.design_blocks(g, weights, buffer_depth=4):
+        seen.add(kind)
+        if kind in ("conv", "conv_frame", "linear"):
+            st = g.stage(name)
+            assert p["in_lanes"] == fmt[st.src][0], name
+            assert p["out_lanes"] == blocks[name].out_lanes, name
+        elif kind == "pool":
+            assert p["lanes"] == fmt[g.stage(name).src][0], name
+        elif kind == "skid" and name[len("skid_"):] in fmt:
+            assert p["width"] == width[name[len("skid_"):]], name
+        elif kind == "cond_buffer":
+            k = int(name[len("cbuf"):])
+            st = next(s for s in g.stages if g.buffer_before(s) == k)
+            assert p["width"] == width[st.src], name
+    assert {"conv", "pool", "cond_buffer"} <= seen and ("skid" in seen) == skids
