@@ -44,7 +44,8 @@ def _cmd_train(args) -> int:
 def _cmd_compile(args) -> int:
     from .compiler.flow import format_fold_table, run_compile
 
-    m = run_compile(Path(args.run), args.board, force=args.force, buffer_depth=args.buffer_depth)
+    m = run_compile(Path(args.run), args.board, force=args.force, buffer_depth=args.buffer_depth,
+                    soft_multipliers=args.soft_multipliers)
     print(format_fold_table(m))
     lat = ", ".join(f"exit {e['index']}: {e['latency_cycles']}" for e in m["predicted"]["exits"])
     print(f"predicted unloaded latency (cycles): {lat}")
@@ -96,6 +97,7 @@ def _cmd_flow(args) -> int:
     r = run_flow(Path(args.out), config=args.config, dataset=args.dataset, board=args.board,
                  mode=args.mode, simulator=args.simulator, limit=args.limit,
                  profile=args.profile, buffer_depth=args.buffer_depth,
+                 soft_multipliers=args.soft_multipliers,
                  build=not args.no_build, force=args.force, progress=not args.quiet)
     print(format_flow_table(r))
     print(f"wrote {args.out}/ (report: {args.out}/report.html)")
@@ -127,6 +129,14 @@ def _board_arg(p) -> None:
                    help=f"target board ({', '.join(list_boards())}); default {DEFAULT_BOARD}")
 
 
+def _soft_arg(p) -> None:
+    p.add_argument("--soft-multipliers", action="store_true",
+                   help="once the board's DSPs are spent, let a stage's products go into logic "
+                   "(LUTs) so the folding search goes on (both designs, the same budget; more "
+                   "throughput for both, usually a smaller early-exit speedup; default: DSPs "
+                   "only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exitgate", description="Early-exit CNNs from Brevitas QAT "
                                 "to verified FPGA hardware on an open toolchain.")
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--buffer-depth", type=int,
                    help="samples each conditional buffer holds (default: the largest of 64, 32, "
                    "16, 8, 4, 2 that fits the board)")
+    _soft_arg(c)
     c.add_argument("--force", action="store_true", help="replace RUN/hw")
     c.set_defaults(func=_cmd_compile)
 
@@ -187,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _board_arg(f)
     f.add_argument("--buffer-depth", type=int, help="samples each conditional buffer holds "
                    "(default: the compiler's choice)")
+    _soft_arg(f)
     f.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     f.add_argument("--limit", type=int, help="simulate only the first N test samples")
     f.add_argument("--profile", help="energy technology profile (default: the board's family)")

@@ -44,7 +44,7 @@ _INPUTS = {
 # flow parameters each step depends on
 _PARAMS = {
     "train": ("config_text", "dataset", "mode"),
-    "compile": ("board", "buffer_depth"),
+    "compile": ("board", "buffer_depth", "soft_multipliers"),
     "sim": ("simulator", "limit"),
     "energy": ("profile",),
     "build": ("board",),
@@ -149,8 +149,9 @@ def _check_params(run: Path, params: dict, force: bool) -> dict:
 def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None,
              board: str | None = None, mode: str | None = None, simulator: str = "verilator",
              limit: int | None = None, profile: str | None = None,
-             buffer_depth: int | None = None, build: bool = True, force: bool = False,
-             progress: bool = True, log=print) -> dict:
+             buffer_depth: int | None = None, soft_multipliers: bool = False,
+             build: bool = True, force: bool = False, progress: bool = True,
+             log=print) -> dict:
     """Run (or resume) the whole flow in RUN directory `out`; returns flow.json's dict with a
     ``summary`` of each step (status done/skipped/not-available, seconds)."""
     from .boards.profiles import DEFAULT_BOARD, get_board
@@ -165,7 +166,9 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
     params = {"config": str(Path(config).resolve()) if config else None,
               "config_text": config_text, "dataset": spec, "mode": mode,
               "board": prof.name, "simulator": simulator, "limit": limit, "profile": profile,
-              "buffer_depth": buffer_depth, "build": build}
+              "buffer_depth": buffer_depth, "build": build,
+              # None unless asked for: runs recorded before the option match
+              "soft_multipliers": True if soft_multipliers else None}
     record = _check_params(out, params, force)
     out.mkdir(parents=True, exist_ok=True)
     record["params"] = params
@@ -224,7 +227,8 @@ def _train(out, *, cfg, spec, params, progress, log, **_):
 def _compile(out, *, params, log, **_):
     from .compiler.flow import run_compile
     kw = {} if params["buffer_depth"] is None else {"buffer_depth": params["buffer_depth"]}
-    m = run_compile(out, params["board"], force=True, log=lambda *a: None, **kw)
+    m = run_compile(out, params["board"], force=True, log=lambda *a: None,
+                    soft_multipliers=bool(params.get("soft_multipliers")), **kw)
     p = m["predicted"]
     return (f"{m['board']}: predicted {1e3 * p['samples_per_cycle']:.3f} samples/kcycle, "
             f"{p['samples_per_cycle'] / p['baseline_samples_per_cycle']:.2f}x the baseline")

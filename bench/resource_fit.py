@@ -3,6 +3,7 @@
     .venv/bin/python bench/resource_fit.py            # table: estimate vs synthesis per config
     .venv/bin/python bench/resource_fit.py --fit      # synthesise, refit, rewrite the JSON model
     .venv/bin/python bench/resource_fit.py --fit-kind decision   # refit one kind's constants only
+    .venv/bin/python bench/resource_fit.py --fit-feature soft_mul_bits   # refit one coefficient
     .venv/bin/python bench/resource_fit.py --design RUN_DIR   # also whole accelerators of a run
 
 Each configuration in `CONFIGS` is one block (kind + parameters); ``held_out`` ones are not
@@ -12,7 +13,9 @@ used by the fit. Synthesis (``synth_ice40 -dsp`` / ``synth_ecp5``, as the board 
 squares on *relative* error (each row divided by its synthesised value), per family, of LUT and
 FF on the features of `resources.block_features`; DSP and BRAM are structural, not fitted.
 ``--fit-kind KIND`` refits only that kind's ``const_KIND`` terms (same weighting, the shared
-coefficients held), for a change to one block that leaves the others' fit as it is.
+coefficients held), for a change to one block that leaves the others' fit as it is;
+``--fit-feature NAME`` refits one LUT feature's coefficient the same way (a feature new to the
+model, e.g. ``soft_mul_bits``, the products in logic).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ DEEP_FAMILIES = tuple(f for f in FAMILIES if any(b.deep_mvu for b in BOARDS.valu
 def _families(cfg) -> list[str]:
     """The families a configuration is synthesised and fitted for."""
     return [f for f in FAMILIES if not cfg.get("deep") or f in DEEP_FAMILIES]
-LUT_FEATURES = ["mul_bits", "add_bits", "requant_bits", "rom_bits", "ram_bits", "mux_bits",
+LUT_FEATURES = ["mul_bits", "soft_mul_bits", "soft_const_mul_bits", "add_bits", "requant_bits", "rom_bits", "ram_bits", "mux_bits",
                 "counter_bits", "cmp_bits", "fork_bits", "bram_port_bits", "arbiter_terms",
                 "dist_read_bits"]
 FF_FEATURES = ["regs", "bram_port_bits"]
@@ -99,6 +102,21 @@ CONFIGS = [
        simd=24, deep=True),
     _c("linear", True, shape=(8, 4, 4), cout=16, in_bits=8, weight_bits=4, in_lanes=2, pe=2,
        simd=8, deep=True),
+    # products in logic (`Fold.soft`: the DSE's choice where a board's DSPs are spent)
+    _c("linear", shape=(8, 4, 4), cout=16, in_bits=8, weight_bits=4, in_lanes=2, pe=2, simd=8,
+       soft=True),
+    _c("conv", shape=(2, 4, 4), cout=8, in_bits=8, weight_bits=8, in_lanes=1, pe=2, simd=3,
+       soft=True),
+    _c("conv", shape=(1, 8, 8), cout=16, in_bits=5, weight_bits=8, in_lanes=1, pe=8, simd=9,
+       deep=True, soft=True),
+    _c("conv", shape=(1, 8, 8), cout=16, in_bits=5, weight_bits=8, in_lanes=1, pe=16, simd=9,
+       deep=True, soft=True),
+    _c("linear", shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=4, pe=2,
+       simd=16, deep=True, soft=True),
+    _c("conv", True, shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=2,
+       simd=24, deep=True, soft=True),
+    _c("linear", True, shape=(8, 2, 2), cout=10, in_bits=8, weight_bits=8, in_lanes=1, pe=1,
+       simd=4, logits=True, soft=True),
     # linear
     _c("linear", shape=(16, 2, 2), cout=10, in_bits=8, weight_bits=4, in_lanes=1, pe=1, simd=4,
        logits=True),
@@ -185,7 +203,8 @@ def build(cfg):
         bias = rng.integers(-500, 500, cout)
         logits = cfg.get("logits", False)
         kw = dict(in_width=cfg["in_bits"], weight_bits=wb, pe=cfg["pe"], simd=cfg["simd"],
-                  in_lanes=cfg["in_lanes"], deep=cfg.get("deep", False))
+                  in_lanes=cfg["in_lanes"], deep=cfg.get("deep", False),
+                  soft=cfg.get("soft", False))
         kw.update(shift=None) if logits else kw.update(shift=6, out_bits=8, relu=True,
                                                        out_lanes=1)
         cls = {"conv": Conv2dStage, "conv_frame": FrameConv2dStage, "linear": LinearStage}[kind]
@@ -195,7 +214,7 @@ def build(cfg):
         params["shape"] = tuple(params["shape"])
         params.update(acc_width=blk.acc_width, bias_width=rm._bias_width(bias),
                       out_bits=blk.acc_width if logits else 8, out_lanes=1,
-                      deep=cfg.get("deep", False))
+                      deep=cfg.get("deep", False), soft=cfg.get("soft", False))
         return blk, params
     if kind == "pool":
         shape = tuple(cfg["shape"])
@@ -363,6 +382,37 @@ def fit_kind(kind, configs, cache, model) -> dict:
     return families
 
 
+def fit_feature(name, configs, cache, model) -> dict:
+    """The model's coefficients with only feature ``name``'s LUT coefficient (per family)
+    refitted on the non-held-out configurations that have the feature, every other coefficient
+    kept (the same relative-error weighting as `fit`): for a feature new to the model."""
+    families = json.loads(json.dumps(model["families"]))
+    for fam in FAMILIES:
+        rows = []
+        for cfg in configs:
+            if cfg["held_out"] or fam not in _families(cfg):
+                continue
+            syn = _synthesised(cache, _key(cfg), fam)
+            if syn is None:
+                continue
+            x = rm.block_features(cfg["kind"], fam, **_params(cfg))
+            if x.f.get(name):
+                rows.append((x, syn))
+        if not rows:
+            continue
+        coefs = families[fam]["lut"]
+        coefs.pop(name, None)
+        y = np.array([s["lut"] for _, s in rows], float)
+        rest = np.array([rm._linear(coefs, x.f) + (2 * x.dist if fam == "ecp5" else 0)
+                         for x, _ in rows])
+        f = np.array([x.f[name] for x, _ in rows])
+        wgt = 1.0 / np.maximum(y, 1.0) ** 2
+        c = max(0.0, float(((y - rest) * f * wgt).sum() / (f * f * wgt).sum()))
+        if c > 0:
+            coefs[name] = round(c, 5)
+    return families
+
+
 def _err(est, ref):
     return 0.0 if est == ref == 0 else 100.0 * (est - ref) / max(ref, 1)
 
@@ -458,6 +508,9 @@ def main(argv=None):
     ap.add_argument("--fit", action="store_true", help="refit and rewrite resource_model.json")
     ap.add_argument("--fit-kind", choices=rm.KINDS, metavar="KIND",
                     help="refit only this kind's constant terms and rewrite resource_model.json")
+    ap.add_argument("--fit-feature", choices=LUT_FEATURES, metavar="FEATURE",
+                    help="refit only this LUT feature's coefficient (the rest held) and rewrite "
+                    "resource_model.json")
     ap.add_argument("--design", type=Path, help="a trained run directory: check whole designs")
     ap.add_argument("--refresh", choices=rm.KINDS + ("design",), action="append", default=[],
                     metavar="KIND", help="drop this kind's cached synthesis results first "
@@ -473,6 +526,10 @@ def main(argv=None):
     model = rm.load_model() if rm.MODEL_PATH.exists() and not args.fit else None
     if args.fit_kind and model is not None:
         model = {**model, "families": fit_kind(args.fit_kind, CONFIGS, cache, model)}
+        rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
+        rm._load.cache_clear()
+    if args.fit_feature and model is not None:
+        model = {**model, "families": fit_feature(args.fit_feature, CONFIGS, cache, model)}
         rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
         rm._load.cache_clear()
     if model is None:
@@ -492,7 +549,7 @@ def main(argv=None):
     if args.design:
         model["design_check"] = design_check(args.design, DESIGN_FOLDS, cache, model,
                                              args.workers)
-    if args.fit or args.fit_kind or args.design:
+    if args.fit or args.fit_kind or args.fit_feature or args.design:
         rm.MODEL_PATH.write_text(json.dumps(model, indent=1))
 
 

@@ -98,7 +98,7 @@ def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_sig
         cls = LinearStage if stage.kind == "linear" else (
             FrameConv2dStage if conv_impl(stage, in_lanes, in_bits) == "frame" else Conv2dStage)
         kw = dict(in_width=in_bits, in_signed=in_signed, weight_bits=p["weight_bits"],
-                  pe=f.pe, simd=f.simd, in_lanes=in_lanes, deep=deep)
+                  pe=f.pe, simd=f.simd, in_lanes=in_lanes, deep=deep, soft=f.soft)
         if p.get("shift") is None:
             kw.update(shift=None)
         else:

@@ -7,13 +7,17 @@ stage with the largest f_k * cycles and apply the change of folding with the bes
 gain per added multiplier (or, for a pool or buffer limited by its input lanes, a change of the
 conv feeding it) that keeps the whole design's estimated resources inside the budget; when the
 best change overflows, the next best that fits and raises the throughput is taken; stop when
-no change fits. The no-exit baseline is the same search with every fraction 1 on the baseline
+no change fits. With ``soft`` (``exitgate compile --soft-multipliers``), a change that
+overflows only the DSPs is tried once more with as many of that stage's PE rows' products in
+logic as the DSPs fall short (`Fold.soft`: LUTs and carry chains, same cycles): a board whose
+DSPs are spent long before its LUTs (the ECP5-85F: 156 DSPs, 84k LUTs) keeps folding out where
+the bottleneck is instead of stopping. The no-exit baseline is the same search with every fraction 1 on the baseline
 graph, under the same budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .codegen import build_blocks
@@ -87,7 +91,7 @@ def _repair(g: HwGraph) -> HwGraph:
             for d in st.in_shape:
                 n *= d
             simd = min(d for d in divisors(n) if d % inl == 0 and d >= f.simd)
-            f = Fold(f.pe, simd, f.out_lanes)
+            f = replace(f, simd=simd)
             fixes[st.name] = f
         lanes[st.name] = inl if st.kind == "pool" else (
             1 if st.params.get("shift") is None else f.out_lanes)
@@ -103,14 +107,32 @@ def _next_folds(stage: Stage, limit: int = 12) -> list[Fold]:
     return [f for f in up if f.pe * f.simd in sizes][:limit]
 
 
+def _soften(trial: HwGraph, name: str, res: dict, budget: dict, cap, estimate):
+    """``trial`` with the fewest of stage ``name``'s PE rows in logic (`Fold.soft`) that bring
+    its DSPs inside the budget: from the DSPs it overflows by (one per product of a row) up;
+    (graph, resources, overflowing resources) of the first that fits the DSPs, or of all rows
+    in logic."""
+    f = trial.stage(name).fold
+    excess = res["dsp"] - int(budget["dsp"] * _cap(cap, "dsp"))
+    k = min(f.pe, max(f.soft + 1, -(-excess // f.simd)))
+    while True:
+        g = trial.with_folds({name: replace(f, soft=k)})
+        r = estimate(g)
+        over = _overflows(r, budget, cap)
+        if "dsp" not in over or k == f.pe:
+            return g, r, over
+        k += 1
+
+
 def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
             estimate: Callable[[HwGraph], dict], cap: float | dict = 0.85, depth: int = 4,
-            max_steps: int = 400) -> Exploration:
+            max_steps: int = 400, soft: bool = False) -> Exploration:
     """Greedy search (see module docstring). `exit_seq`: exit index per calibration sample
     (all 0 for a one-exit baseline); `estimate(graph) -> {lut, ff, dsp, bram}`; ``cap``: the
     usable fraction of the budget, one number or one per resource
-    (`exitgate.boards.profiles.Budget.caps`). Raises ValueError naming the resource if even the
-    smallest folding does not fit."""
+    (`exitgate.boards.profiles.Budget.caps`); ``soft``: a step that overflows only the DSPs may
+    take its stage's products into logic (`Fold.soft`). Raises ValueError naming the resource
+    if even the smallest folding does not fit."""
     folds = {s.name: Fold(1, 1, 1) for s in graph.stages if s.kind in ("conv", "linear")}
     g = graph.with_folds(folds)
     res = estimate(g)
@@ -147,7 +169,8 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
                 if gain <= 1e-12 and not relieves:
                     continue
                 extra = max(1, _mults(trial) - _mults(g))
-                candidates.append(((gain / extra, -c2[worst] / extra), trial, t2, tp2))
+                candidates.append(((gain / extra, -c2[worst] / extra), trial, t2, tp2,
+                                   st.name))
         if not candidates:
             why = f"no folding change makes {worst} or the whole design faster"
             break
@@ -155,15 +178,19 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
         # budget's remainder instead of stopping at the first step that overflows)
         candidates.sort(key=lambda c: c[0], reverse=True)     # stable: ties keep stage order
         taken, first_over = None, None
-        for rank, (_, trial, t2, tp2) in enumerate(candidates):
+        for rank, (_, trial, t2, tp2, name) in enumerate(candidates):
             if rank and tp2 <= tput + 1e-12:
                 continue            # a fallback must raise the throughput itself
             r2 = estimate(trial)
-            over = _fits(r2, budget, cap)
+            over = _overflows(r2, budget, cap)
+            if over == ["dsp"] and soft:
+                # the board's DSPs are spent: the same folding with as many of the stage's PE
+                # rows in logic as the DSPs fall short (same cycles), if the LUTs allow
+                trial, r2, over = _soften(trial, name, r2, budget, cap, estimate)
             if not over:
                 taken = (trial, t2, tp2, r2)
                 break
-            first_over = first_over or over
+            first_over = first_over or over[0]
         if taken is None:
             why = f"budget: {first_over.upper()}"
             break

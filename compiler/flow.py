@@ -64,22 +64,27 @@ def _stage_rows(graph: HwGraph, timings) -> list[dict]:
                "out_shape": list(s.out_shape), "macs": s.macs, "cycles_per_sample": t[s.name].cycles,
                "latency_cycles": t[s.name].latency, "exit": s.exit, "src": s.src}
         if s.kind in ("conv", "linear"):
-            row["fold"] = {"pe": s.fold.pe, "simd": s.fold.simd, "out_lanes": s.fold.out_lanes}
+            row["fold"] = {"pe": s.fold.pe, "simd": s.fold.simd, "out_lanes": s.fold.out_lanes,
+                           "soft": int(s.fold.soft)}
         rows.append(row)
     return rows
 
 
 def format_fold_table(manifest: dict) -> str:
+    def mults(f):       # where a stage's products are: DSPs, LUTs (soft) or k rows in LUTs
+        k = f.get("soft", 0) if f else 0
+        return "" if not f else "DSP" if not k else "LUT" if k == f["pe"] else f"{k}LUT"
+
     lines = [f"{'stage':<7}{'kind':<10}{'level':>5}{'in':>14}{'out':>14}{'PE':>4}{'SIMD':>6}"
-             f"{'lanes':>6}{'cycles':>9}  (baseline PE x SIMD)"]
+             f"{'lanes':>6}{'mult':>6}{'cycles':>9}  (baseline PE x SIMD)"]
     base = {s["name"]: s for s in manifest["baseline"]["stages"]}
     for s in manifest["stages"]:
         f = s.get("fold", {})
         b = base.get(s["name"], {}).get("fold")
-        bs = f"{b['pe']} x {b['simd']}" if b else "-"
+        bs = f"{b['pe']} x {b['simd']}" + (f" {mults(b)}" if b.get("soft") else "") if b else "-"
         lines.append(f"{s['name']:<7}{s['kind']:<10}{s['level']:>5}{str(tuple(s['in_shape'])):>14}"
                      f"{str(tuple(s['out_shape'])):>14}{f.get('pe', ''):>4}{f.get('simd', ''):>6}"
-                     f"{f.get('out_lanes', ''):>6}{s['cycles_per_sample']:>9}  {bs}")
+                     f"{f.get('out_lanes', ''):>6}{mults(f):>6}{s['cycles_per_sample']:>9}  {bs}")
     p = manifest["predicted"]
     r, rb = manifest["resources"]["estimated"], manifest["resources"]["baseline_estimated"]
     lines.append(f"predicted: {p['samples_per_cycle'] * 1e6:.1f} samples/Mcycle, baseline "
@@ -98,9 +103,12 @@ def _trial_name(skids: bool, depth: int) -> str:
 
 
 def run_compile(run: Path, board_name: str | None = None, *, force: bool = False,
-                buffer_depth: int | None = None, log=print) -> dict:
+                buffer_depth: int | None = None, soft_multipliers: bool = False,
+                log=print) -> dict:
     """Compile a trained RUN for a board (see module docstring). ``buffer_depth``: samples each
-    conditional buffer holds; None: the largest of `BUFFER_DEPTHS` at which both designs fit."""
+    conditional buffer holds; None: the largest of `BUFFER_DEPTHS` at which both designs fit.
+    ``soft_multipliers``: the DSE may put a stage's products in logic once the DSPs are spent
+    (`exitgate.compiler.dse`; both designs, the same budget)."""
     from ..boards.profiles import DEFAULT_BOARD, get_board
     from .resources import Resources, estimate_design, harness_estimate, logic_cells
 
@@ -139,9 +147,9 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
             return r.as_dict() | ({} if cells is None else {"cells": cells})
 
         return (explore(graph.with_skids(skids), weights, seq, budget, est, cap=caps,
-                        depth=depth),
+                        depth=depth, soft=soft_multipliers),
                 explore(base_graph.with_skids(skids), weights, np.zeros(len(seq), dtype=int),
-                        budget, est, cap=caps, depth=depth))
+                        budget, est, cap=caps, depth=depth, soft=soft_multipliers))
 
     for skids, buffer_depth in trials:
         try:
@@ -197,6 +205,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         "budget": budget, "utilisation_cap": board.budget.cap, "utilisation_caps": caps,
         "flow": list(FLOW),
         "id_width": ID_WIDTH, "buffer_depth": buffer_depth, "skid_buffers": skids,
+        "soft_multipliers": bool(soft_multipliers),
         "deep_mvu": ee.graph.deep,
         "buffer_depth_choice": {"requested": requested, "tried": list(BUFFER_DEPTHS)
                                 if requested is None else [requested], "rejected": rejected},

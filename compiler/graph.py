@@ -33,14 +33,18 @@ __all__ = ["Fold", "Stage", "HwGraph", "lower", "baseline"]
 @dataclass(frozen=True)
 class Fold:
     """Folding of a conv/linear stage: ``pe`` output lanes computed in parallel, ``simd`` inputs
-    consumed per cycle, ``out_lanes`` values per output beat (divides pe; raw logits: 1)."""
+    consumed per cycle, ``out_lanes`` values per output beat (divides pe; raw logits: 1);
+    ``soft``: how many of the ``pe`` rows have their ``simd`` multipliers in logic (LUTs), not
+    DSPs (0: none)."""
 
     pe: int = 1
     simd: int = 1
     out_lanes: int = 1
+    soft: int = 0           # PE rows whose products are in logic, not DSPs (MVU ``soft``)
 
     def __str__(self):
-        return f"PE{self.pe}xSIMD{self.simd}/{self.out_lanes}"
+        return f"PE{self.pe}xSIMD{self.simd}/{self.out_lanes}" + (
+            f" soft{self.soft}" if self.soft else "")
 
 
 @dataclass(frozen=True)

@@ -188,9 +188,20 @@ class _Features:
             self.add("regs", mm.bits + (width if read_reg else 0))
         return mm
 
-    def multiply(self, a_bits: int, b_bits: int, count: int = 1) -> None:
+    def multiply(self, a_bits: int, b_bits: int, count: int = 1, soft: bool = False,
+                 rom_words: int = 1 << 16) -> None:
         """``count`` multipliers of a_bits x b_bits: DSP where the family's synthesis maps them
-        (see module docstring), soft logic otherwise."""
+        (see module docstring), soft logic otherwise; ``soft``: `exitgate.hw.mvu.soft_product`
+        (LUTs and carry chains whatever the family: one gated copy of the wider operand per
+        bit of the narrower, summed in a tree)."""
+        if soft:
+            # gate bits (a copy of the wider operand per bit of the narrower) and the adder
+            # tree's bits; ``soft_const_mul_bits`` where the weight ROM has one word (the
+            # weights never change: yosys folds part of the logic away)
+            n, w = min(a_bits, b_bits), max(a_bits, b_bits)
+            bits = count * (n * w + (n - 1) * (w + n))
+            self.add("soft_const_mul_bits" if rom_words == 1 else "soft_mul_bits", bits)
+            return
         if a_bits < 2 or b_bits < 2:
             self.add("mul_bits", count * a_bits * b_bits)
             return
@@ -243,20 +254,24 @@ def _distinct_rom_bits(bits: int, depth: int) -> int:
 
 
 def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w, in_dsp: frozenset = frozenset(),
-                       deep: bool = False, rom_depth: int = 1 << 16) -> int:
+                       deep: bool = False, rom_depth: int = 1 << 16, soft_rows: int = 0) -> int:
     """Register bits of `MatrixVectorUnit`'s front pipeline after s1: operands (chunk, weight
     word, bias), products, one register per two adder-tree levels; 5 flags and the bias at each.
     ``in_dsp``: which of the products' registers ("x" the chunk operands, "w" the weight
     operands, "p" the products) are the DSPs' own, not fabric flip-flops (`_mvu_dsp_registers`).
     ``deep``: a second operand register (always in the fabric) and a tree register per level.
-    ``rom_depth``: words in the weight ROM (`_distinct_rom_bits`)."""
+    ``rom_depth``: words in the weight ROM (`_distinct_rom_bits`). ``soft_rows``: PE rows whose
+    products are in logic (their operand and product registers are fabric ones whatever
+    ``in_dsp`` says)."""
     prod = ib + wb + 1
     wbits = _distinct_rom_bits(pe * simd * wb, rom_depth)
     bits = pe * bias_w + 5 + pe * bias_w + 5
     if deep:        # the input skid buffer (two chunks, flags, state) and the "pre" register
         bits += 2 * (simd * ib + 2) + 2 + simd * ib + wbits + pe * bias_w + 5
-    bits += (0 if "x" in in_dsp else simd * ib) + (0 if "w" in in_dsp else wbits)
-    bits += 0 if "p" in in_dsp else pe * simd * prod
+    soft_w = _distinct_rom_bits(soft_rows * simd * wb, rom_depth)
+    bits += simd * ib if ("x" not in in_dsp or soft_rows) else 0
+    bits += soft_w if "w" in in_dsp else wbits
+    bits += soft_rows * simd * prod if "p" in in_dsp else pe * simd * prod
     for level, n in adder_tree_registers(simd, deep):
         bits += pe * n * (prod + level) + pe * bias_w + 5
     return bits
@@ -284,17 +299,22 @@ def _skid_features(x: _Features, width: int) -> None:
 
 
 def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes,
-                  deep=False):
+                  deep=False, soft=0):
+    """``soft``: PE rows with their products in logic (True: all ``pe``; `Fold.soft`)."""
     nf, sf = rows // pe, n // simd
+    soft = pe if soft is True else int(soft)
     x.memory(nf * sf, pe * simd * wb, rom=True)
     x.memory(nf, pe * bias_w, rom=True)
-    x.multiply(wb, ib, pe * simd)
+    if soft:
+        x.multiply(wb, ib, soft * simd, True, nf * sf)
+    if soft < pe:
+        x.multiply(wb, ib, (pe - soft) * simd)
     x.add("add_bits", pe * simd * (wb + ib) + 2 * pe * acc_w)
     x.add("requant_bits", pe * acc_w)
     x.add("regs", _rw(nf) + _rw(sf) + _rw(nf * sf) + 6 + simd * ib + 2 * pe * acc_w + 3
           + pe * out_bits + 3 + _mvu_pipeline_bits(pe, simd, ib, wb, bias_w,
                                                    _mvu_dsp_registers(x.family, ib, wb), deep,
-                                                   nf * sf))
+                                                   nf * sf, soft))
     x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
     if deep:
         # the requantised result's register, the output FIFO (`SyncFIFOBuffered`: depth-1
@@ -324,7 +344,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         _window_buffer_features(x, g, lanes, ib, nf, simd,
                                 window_buffer_banks((c, h, w), lanes, nf * sf))
         _mvu_features(x, p["cout"], 9 * c, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"], p.get("deep", False))
+                      p["out_bits"], p["out_lanes"], p.get("deep", False), p.get("soft", 0))
         if p.get("deep", False):      # the skid buffer between window and buffer
             _skid_features(x, 9 * lanes * ib + 2)
     elif kind == "conv_frame":
@@ -346,7 +366,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", 4 * addr + ib)
         x.add("cmp_bits", need)
         _mvu_features(x, p["cout"], 9 * c, pe, 1, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"], p.get("deep", False))
+                      p["out_bits"], p["out_lanes"], p.get("deep", False), p.get("soft", 0))
     elif kind == "linear":
         c, h, w = p["shape"]
         n = c * h * w
@@ -358,7 +378,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", simd * ib)
         x.add("counter_bits", 2 * _rw(sf) + _rw(p["cout"] // pe))
         _mvu_features(x, p["cout"], n, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"], p.get("deep", False))
+                      p["out_bits"], p["out_lanes"], p.get("deep", False), p.get("soft", 0))
     elif kind == "pool":
         c, h, w = p["shape"]
         lanes, bits = p["lanes"], p["bits"]
@@ -450,10 +470,12 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     """Resources of one block. Parameters per kind:
 
     conv    shape (C, H, W), cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width,
-            bias_width, out_bits, out_lanes, deep (optional, default False: `HwGraph.deep`)
+            bias_width, out_bits, out_lanes, deep (optional, default False: `HwGraph.deep`),
+            soft (optional, default 0: `Fold.soft`, PE rows with their products in logic;
+            True: all)
     conv_frame  the same (in_lanes 1, simd 1): `FrameConv2dStage` (`codegen.conv_impl`)
     linear  shape, cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width, bias_width,
-            out_bits (acc_width for logits), out_lanes, deep (optional)
+            out_bits (acc_width for logits), out_lanes, deep (optional), soft (optional)
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away), store ("double" | "single")
@@ -501,7 +523,7 @@ def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: in
             "weight_bits": p["weight_bits"], "in_lanes": in_lanes, "pe": f.pe, "simd": f.simd,
             "acc_width": acc_w, "bias_width": bias_w,
             "out_bits": acc_w if logits else p["out_bits"],
-            "out_lanes": 1 if logits else f.out_lanes, "deep": deep}
+            "out_lanes": 1 if logits else f.out_lanes, "deep": deep, "soft": f.soft}
 
 
 def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in_lanes: int = 1,

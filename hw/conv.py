@@ -215,16 +215,19 @@ class _ConvStage(wiring.Component):
     """What `Conv2dStage` and `exitgate.hw.conv_frame.FrameConv2dStage` share: the constructor's
     checks and attributes (the folding's SIMD and input lanes are each block's own,
     `_check_fold`), the ports, and the MVU (-> lane serialiser) at the end of ``elaborate``.
-    ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not)."""
+    ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not).
+    ``soft``: the MVU's products (True) or its first ``soft`` PE rows' in logic, not DSPs
+    (`MatrixVectorUnit`; same values and cycles)."""
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int = 0, out_bits: int = 8,
                  out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
                  in_lanes: int = 1, out_lanes: int | None = None, banks: int | None = None,
-                 deep: bool = False):
+                 deep: bool = False, soft: bool | int = False):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = type(self).__name__
         self.deep = bool(deep)
+        self.soft = soft
         _check_shape(owner, shape)
         c, h, w = shape
         weights = np.asarray(weights)
@@ -277,7 +280,7 @@ class _ConvStage(wiring.Component):
             matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
             weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
             shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu,
-            deep=self.deep)
+            deep=self.deep, soft=self.soft)
         wiring.connect(m, chunks, mvu.i)
         m.d.comb += [self.mac_active.eq(mvu.mac_active),
                      self.weight_read_en.eq(mvu.weight_read_en)]

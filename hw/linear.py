@@ -138,15 +138,19 @@ class LinearStage(wiring.Component):
     ``o``: Out(activation stream): ``out_lanes`` x ``out_bits`` (signed iff out_signed), or with
     ``shift=None`` one signed ``acc_width``-bit logit per beat.
     ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not).
+    ``soft``: the MVU's products (True) or its first ``soft`` PE rows' in logic, not DSPs
+    (`MatrixVectorUnit`; same values and cycles).
     """
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int | None = 0, out_bits: int = 8,
                  out_signed: bool = False, relu: bool = False, pe: int = 1, simd: int = 1,
-                 in_lanes: int = 1, out_lanes: int | None = None, deep: bool = False):
+                 in_lanes: int = 1, out_lanes: int | None = None, deep: bool = False,
+                 soft: bool | int = False):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = "LinearStage"
         self.deep = bool(deep)
+        self.soft = soft
         _check_shape(owner, shape)
         c, h, w = shape
         n = c * h * w
@@ -235,7 +239,7 @@ class LinearStage(wiring.Component):
             matrix, self.bias, in_width=self.in_width, in_signed=self.in_signed,
             weight_bits=self.weight_bits, pe=self.pe, simd=self.simd, acc_width=self.acc_width,
             shift=self.shift, out_bits=self.out_bits, out_signed=self.out_signed, relu=self.relu,
-            deep=self.deep)
+            deep=self.deep, soft=self.soft)
         wiring.connect(m, wiring.flipped(self.i), buffer.i)
         wiring.connect(m, buffer.o, mvu.i)
         m.d.comb += [self.mac_active.eq(mvu.mac_active),

@@ -43,6 +43,13 @@ the bias and the flags stay in fabric registers. Elsewhere (``platform=None``: s
 simulators' Verilog; other families; operands wider than 18 or narrower than 2 bits) the products
 are plain ``*`` between fabric registers. The DSP registers ignore the ``sync`` reset (RST tied
 low; GSR clears them at configuration): harmless, as the flags riding alongside are reset.
+
+``soft=True`` builds every product in logic (`soft_product`: shifted, gated copies of one
+operand summed in a tree, which no synthesis tool maps to a DSP) between fabric operand and
+product registers: same values, cycles and latency, no DSPs; ``soft=k`` does so for the first
+``k`` PE rows only, the others stay in DSPs. The compiler's design-space exploration uses it
+(``exitgate compile --soft-multipliers``) for a stage whose next folding would need more DSPs
+than the board has left: as many rows in logic as the DSPs fall short (`exitgate.compiler.dse`).
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
            "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements",
-           "ecp5_dsp_fits", "ecp5_dsp_family_fits"]
+           "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
 #: mapping takes operands of at least 2 bits)
@@ -78,6 +85,24 @@ def ecp5_dsp_fits(platform, in_width: int, weight_bits: int) -> bool:
 def ecp5_dsp_family_fits(family: str | None, in_width: int, weight_bits: int) -> bool:
     """`ecp5_dsp_fits` for a board build of ``family`` (the resource model's view)."""
     return family == "ecp5" and in_width in ECP5_DSP_WIDTHS and weight_bits in ECP5_DSP_WIDTHS
+
+
+def soft_product(a, b):
+    """``a * b`` in logic that no synthesis tool maps to a DSP: one copy of the wider operand,
+    shifted and gated by each bit of the narrower one, summed in a balanced tree (the narrower
+    operand's sign bit, if signed, weighs ``-2**(n-1)``: its copy is subtracted). Returns a value
+    equal to ``a * b`` (assign it to a signal of ``(a * b).shape()``). Used by
+    `MatrixVectorUnit` with ``soft=True``: products in LUTs where the board's DSPs are spent."""
+    sel, val = (a, b) if len(a) <= len(b) else (b, a)
+    n = len(sel)
+    terms = []
+    for j in range(n):
+        t = Mux(sel[j], val, 0) << j
+        terms.append(-t if (j == n - 1 and sel.shape().signed) else t)
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                 for k in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]:
@@ -171,9 +196,18 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, matrix, bias, *, in_width: int, in_signed: bool, weight_bits: int,
                  pe: int, simd: int, acc_width: int, shift: int | None = None,
                  out_bits: int = 8, out_signed: bool = False, relu: bool = False,
-                 deep: bool = False):
+                 deep: bool = False, soft: bool | int = False):
         self.matrix = np.asarray(matrix, dtype=np.int64)
         self.deep = bool(deep)
+        #: PE rows whose products are in logic (`soft_product`): ``soft`` True = all ``pe``,
+        #: an int = that many (the first ones), False / 0 = none
+        self.soft_rows = pe if soft is True else soft
+        if isinstance(soft, (int, np.integer)) and 0 <= soft <= pe:
+            self.soft_rows = int(self.soft_rows)
+        else:
+            self._MustUse__silence = True
+            raise ValueError(f"MatrixVectorUnit: soft must be True, False or a number of PE "
+                             f"rows in 0..{pe}, got {soft!r}")
         self.bias = np.asarray(bias, dtype=np.int64)
         rows, n = self.matrix.shape
         self.in_width, self.in_signed, self.weight_bits = in_width, in_signed, weight_bits
@@ -288,18 +322,32 @@ class MatrixVectorUnit(wiring.Component):
             # one more operand register: the weight ROM's (block RAM) output and the chunk reach
             # the multipliers through a register of their own (ROM -> DSP routing is long)
             operands, flags = register(operands, flags, "pre")
-        if ecp5_dsp_fits(platform, self.in_width, self.weight_bits):
-            # the operand and product registers of the products are the DSPs' own
+        n_soft = self.soft_rows * simd       # the first soft_rows rows' products in logic
+
+        def soft(k, w, x):      # product k in logic (`soft_product`), as wide as ``w * x``
+            prod = Signal((w * x).shape(), name=f"soft{k}")
+            m.d.comb += prod.eq(soft_product(w, x))
+            return prod
+
+        if ecp5_dsp_fits(platform, self.in_width, self.weight_bits) and n_soft < pe * simd:
+            # the operand and product registers of the products are the DSPs' own; the soft
+            # rows' operands and products go through fabric registers (the same two cycles)
             xs, ws = operands[:simd], operands[simd:simd + pe * simd]
-            bias, flags = register(operands[-pe:], flags, "opnd")
-            bias, flags = register(bias, flags, "prod")
-            terms = [self._ecp5_mult(m, ws[p * simd + s], xs[s], en_1, f"prod{p * simd + s}")
-                     for p in range(pe) for s in range(simd)]
+            soft_ops = (xs + ws[:n_soft]) if n_soft else []
+            regs, flags = register(soft_ops + operands[-pe:], flags, "opnd")
+            sx, sw = (regs[:simd], regs[simd:simd + n_soft]) if n_soft else ([], [])
+            bias = regs[-pe:]
+            soft_terms = [soft(k, sw[k], sx[k % simd]) for k in range(n_soft)]
+            regs, flags = register(soft_terms + bias, flags, "prod")
+            terms = regs[:n_soft] + [self._ecp5_mult(m, ws[k], xs[k % simd], en_1, f"prod{k}")
+                                     for k in range(n_soft, pe * simd)]
+            bias = regs[-pe:]
         else:
             operands, flags = register(operands, flags, "opnd")
             xs, ws, bias = operands[:simd], operands[simd:simd + pe * simd], operands[-pe:]
-            terms, flags = register([ws[p * simd + s] * xs[s] for p in range(pe)
-                                     for s in range(simd)] + bias, flags, "prod")
+            products = [ws[p * simd + s] * xs[s] for p in range(pe) for s in range(simd)]
+            products[:n_soft] = [soft(k, ws[k], xs[k % simd]) for k in range(n_soft)]
+            terms, flags = register(products + bias, flags, "prod")
             bias, terms = terms[-pe:], terms[:-pe]
         groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
         registered = {level for level, _ in adder_tree_registers(simd, deep)}

@@ -71,3 +71,33 @@ def test_exploration_caps_each_resource(graph):
     with pytest.raises(ValueError, match=r"smallest folding needs 4 DSP, more than 50% of the "
                                          r"board's 6"):
         explore(g, w, np.zeros(10, int), {"dsp": 6}, _mults, cap=caps)
+
+
+def _dsp_or_lut(g):
+    """A DSP a product, 30 LUTs a product of a soft row (`Fold.soft` rows of each stage)."""
+    f = [s.fold for s in g.stages if s.kind in ("conv", "linear")]
+    return {"dsp": sum((x.pe - x.soft) * x.simd for x in f),
+            "lut": 30 * sum(x.soft * x.simd for x in f)}
+
+
+def test_exploration_moves_products_into_logic_when_the_dsps_run_out(graph):
+    g, w = graph
+    rng = np.random.default_rng(1)
+    seq = (rng.random(300) < 0.1).astype(int)
+    budget = {"dsp": 8, "lut": 30 * 40}
+    with_soft = explore(g, w, seq, budget, _dsp_or_lut, cap=1.0, soft=True)
+    dsp_only = explore(g, w, seq, budget, _dsp_or_lut, cap=1.0)      # the default
+    soft = [s.name for s in with_soft.graph.stages if s.fold.soft]
+    assert soft and not any(s.fold.soft for s in dsp_only.graph.stages)
+    res = _dsp_or_lut(with_soft.graph)
+    assert res["dsp"] <= 8 and res["lut"] <= 30 * 40
+    # rows go into logic only as far as the DSPs fall short: the DSPs stay (nearly) all used
+    assert res["dsp"] > 8 - max(with_soft.graph.stage(n).fold.simd for n in soft)
+    assert with_soft.samples_per_cycle > 1.2 * dsp_only.samples_per_cycle
+    # the soft folding is a folding the block takes, with its products in logic
+    blocks, _ = build_blocks(with_soft.graph, w, analysis=True)
+    assert all(blocks[name].soft for name in soft)
+    # no LUTs to spare: DSPs only, as before
+    tight = explore(g, w, seq, {"dsp": 8, "lut": 0}, _dsp_or_lut, cap=1.0, soft=True)
+    assert not any(s.fold.soft for s in tight.graph.stages)
+    assert tight.samples_per_cycle == pytest.approx(dsp_only.samples_per_cycle)

@@ -34,17 +34,21 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg,deep", [(cfg, False) for cfg in CONFIGS]
-                         + [(CONFIGS[1], True), (CONFIGS[2], True)],
-                         ids=[f"cfg{i}" for i in range(len(CONFIGS))] + ["cfg1-deep", "cfg2-deep"])
-def test_conv_matches_golden_under_backpressure(run_stream, cfg, deep):
+@pytest.mark.parametrize("cfg,deep,soft", [(cfg, False, False) for cfg in CONFIGS]
+                         + [(CONFIGS[1], True, False), (CONFIGS[2], True, False),
+                            (CONFIGS[3], False, True), (CONFIGS[1], True, True),
+                            (CONFIGS[3], True, 3)],
+                         ids=[f"cfg{i}" for i in range(len(CONFIGS))]
+                         + ["cfg1-deep", "cfg2-deep", "cfg3-soft", "cfg1-deep-soft",
+                            "cfg3-deep-3-of-4-rows-soft"])
+def test_conv_matches_golden_under_backpressure(run_stream, cfg, deep, soft):
     (c, h, w, cout, pe, simd, in_lanes, out_lanes, in_signed, weight_bits, shift, out_bits,
      out_signed, relu) = cfg
     rng = np.random.default_rng(sum(cfg[:8]))
     dut, weights, bias = _make(rng, c, h, w, cout, weight_bits=weight_bits, in_signed=in_signed,
                                shift=shift, out_bits=out_bits, out_signed=out_signed, relu=relu,
                                pe=pe, simd=simd, in_lanes=in_lanes, out_lanes=out_lanes,
-                               deep=deep)
+                               deep=deep, soft=soft)
     x = _inputs(rng, 3, (c, h, w), in_signed)
     beats = h * w * cout // out_lanes
     res = run_stream(dut, beat_payloads(x, in_lanes), 3 * beats, seed=pe + simd, idle=0.3,

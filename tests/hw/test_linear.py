@@ -30,15 +30,17 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg,deep", [(cfg, False) for cfg in CONFIGS]
-                         + [(CONFIGS[1], True), (CONFIGS[4], True)],
-                         ids=[f"cfg{i}" for i in range(len(CONFIGS))] + ["cfg1-deep", "cfg4-deep"])
-def test_linear_matches_golden_under_backpressure(run_stream, cfg, deep):
+@pytest.mark.parametrize("cfg,deep,soft", [(cfg, False, False) for cfg in CONFIGS]
+                         + [(CONFIGS[1], True, False), (CONFIGS[4], True, False),
+                            (CONFIGS[0], False, True), (CONFIGS[3], True, True)],
+                         ids=[f"cfg{i}" for i in range(len(CONFIGS))]
+                         + ["cfg1-deep", "cfg4-deep", "cfg0-soft", "cfg3-deep-soft"])
+def test_linear_matches_golden_under_backpressure(run_stream, cfg, deep, soft):
     shape, cout, pe, simd, in_lanes, out_lanes, in_signed, shift, out_signed, relu = cfg
     rng = np.random.default_rng(cout * 10 + pe + simd)
     dut, weights, bias = _make(rng, shape, cout, in_signed=in_signed, shift=shift,
                                out_signed=out_signed, relu=relu, pe=pe, simd=simd,
-                               in_lanes=in_lanes, out_lanes=out_lanes, deep=deep)
+                               in_lanes=in_lanes, out_lanes=out_lanes, deep=deep, soft=soft)
     x = _inputs(rng, 4, shape, in_signed)
     beats = cout // dut.out_lanes
     res = run_stream(dut, beat_payloads(x, in_lanes), 4 * beats, seed=simd, idle=0.3, stall=0.3)
@@ -55,14 +57,17 @@ THROUGHPUT = [
     dict(shape=(4, 3, 3), cout=2, pe=2, simd=12, in_lanes=2, shift=3),
     dict(shape=(2, 2, 2), cout=10, pe=5, simd=8, in_lanes=2, shift=None),
     dict(shape=(2, 2, 2), cout=10, pe=5, simd=8, in_lanes=2, shift=None, deep=True),
+    dict(shape=(2, 2, 2), cout=10, pe=5, simd=8, in_lanes=2, shift=None, deep=True, soft=True),
 ]
 
 
-@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "input", "output", "output-deep"])
+@pytest.mark.parametrize("p", THROUGHPUT, ids=["compute", "input", "output", "output-deep",
+                                               "output-deep-soft"])
 def test_linear_throughput_and_latency(run_stream, p):
     rng = np.random.default_rng(4)
     dut, _, _ = _make(rng, p["shape"], p["cout"], shift=p["shift"], pe=p["pe"], simd=p["simd"],
-                      in_lanes=p["in_lanes"], deep=p.get("deep", False))
+                      in_lanes=p["in_lanes"], deep=p.get("deep", False),
+                      soft=p.get("soft", False))
     samples = 8
     x = _inputs(rng, samples, p["shape"], False)
     beats = p["cout"] // dut.out_lanes
