@@ -190,3 +190,18 @@ def test_design_blocks_see_the_streams_codegen_builds(trained_run, deep, skids):
             st = next(s for s in g.stages if g.buffer_before(s) == k)
             assert p["width"] == width[st.src], name
     assert {"conv", "pool", "cond_buffer"} <= seen and ("skid" in seen) == skids
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_soft_rows_trade_dsps_for_luts(family):
+    """Each PE row in logic (`Fold.soft`) takes its SIMD products out of the DSPs and puts them
+    in LUTs; all rows in logic: no DSP at all. (iCE40 maps 8x8 products to SB_MAC16s.)"""
+    pe, simd = 4, 8
+    ests = [estimate_block("conv", family, **_conv(pe, simd, in_bits=8, weight_bits=8,
+                                                    deep=family == "ecp5", soft=k))
+            for k in range(pe + 1)]
+    assert [e.dsp for e in ests] == [(pe - k) * simd for k in range(pe + 1)]
+    luts = [e.lut for e in ests]
+    assert all(b > a for a, b in zip(luts, luts[1:])), luts
+    assert estimate_block("conv", family, **_conv(pe, simd, in_bits=8, weight_bits=8,
+                                                  deep=family == "ecp5", soft=True)) == ests[-1]
