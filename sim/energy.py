@@ -72,8 +72,14 @@ class Profile:
     def mem_bit(self) -> float:
         return self.energy_pj["memory_access_64b"] / 64
 
-    def mac(self, w_bits: int, a_bits: int, acc_bits: int) -> float:
-        return self.mul(w_bits, a_bits) + self.add(acc_bits)
+    def mac(self, w_bits: int, a_bits: int, acc_bits: int, soft: bool = False) -> float:
+        """A multiply-accumulate; ``soft``: its multiply built in logic (`Fold.soft`), which
+        costs the profile's ``soft_mul_factor`` (default 1) times a multiply where it uses
+        its hard multiplier."""
+        mul = self.mul(w_bits, a_bits)
+        if soft:
+            mul *= self.energy_pj.get("soft_mul_factor", 1.0)
+        return mul + self.add(acc_bits)
 
 
 def list_profiles() -> list[str]:
@@ -144,7 +150,8 @@ def design_units(run: Path, which: str = "early_exit") -> tuple[list[Unit], dict
         macs_ir[st.name] = sum(macs_of(ir.node(n), ir) for n in st.nodes)
         units.append(Unit(st.name, st.kind, st.level, {
             "pe": blk.pe, "simd": blk.simd, "weight_bits": blk.weight_bits, "in_bits": bits,
-            "in_lanes": lanes, "acc_bits": blk.acc_width, "out_lanes": out_lanes},
+            "in_lanes": lanes, "acc_bits": blk.acc_width, "out_lanes": out_lanes,
+            "soft_rows": blk.pe if blk.soft is True else int(blk.soft)},
             {"mac": blk.nf * blk.sf * pixels, "in": in_beats,
              "out": st.out_shape[0] * pixels // out_lanes}))
     return units, {"macs_ir": macs_ir, "levels": graph.exits}
@@ -187,7 +194,9 @@ def _charges(u: Unit, c: dict, prof: Profile) -> list[tuple[int, str, float]]:
     p, mb = u.p, prof.mem_bit
     if u.kind in ("conv", "linear"):
         macs = c["mac"] * p["pe"] * p["simd"]
-        compute = macs * prof.mac(p["weight_bits"], p["in_bits"], p["acc_bits"]) \
+        soft = c["mac"] * p.get("soft_rows", 0) * p["simd"]     # multiplies built in logic
+        compute = (macs - soft) * prof.mac(p["weight_bits"], p["in_bits"], p["acc_bits"]) \
+            + soft * prof.mac(p["weight_bits"], p["in_bits"], p["acc_bits"], soft=True) \
             + c["out"] * p["out_lanes"] * prof.add(p["acc_bits"])
         line = 2 if u.kind == "conv" else 0
         memory = (c["mac"] * (p["pe"] * p["simd"] * p["weight_bits"] + p["simd"] * p["in_bits"])

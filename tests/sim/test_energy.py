@@ -161,3 +161,25 @@ def test_cli_errors(energy_run, trained_run, capsys):
     e = json.loads((run / "energy.json").read_text())
     assert e["profile"] == "asic45nm-horowitz"
     assert math.isclose(e["profiles"]["ecp5"]["mean_pj"], before["energy"]["mean_pj"])
+
+
+def test_soft_multiplies_cost_the_profiles_factor():
+    """A unit's soft rows (`Fold.soft`) charge their multiplies at ``soft_mul_factor`` times the
+    profile's multiply; the ECP5 profile's factor is its own soft-logic / hard-block gap ratio."""
+    prof = Profile("t", {"add8": 1.0, "add32": 4.0, "mul8": 2.0, "mul32": 32.0,
+                         "memory_access_64b": 64.0, "soft_mul_factor": 3.0}, static_mw=0.0,
+                   data={})
+    p = {"pe": 2, "simd": 3, "weight_bits": 8, "in_bits": 8, "in_lanes": 1, "acc_bits": 8,
+         "out_lanes": 2}
+    counts = {"c": {"mac": 4, "in": 2, "out": 1, "wrom_en": 4}}
+
+    def compute(soft_rows):
+        e = energy_of([Unit("c", "conv", 0, {**p, "soft_rows": soft_rows}, {})], counts, [0],
+                      prof, clock_mhz=10.0, samples_per_cycle=0.1, levels=1)
+        return e["exits"][0]["energy_pj"]
+
+    # 4 chunks x 3 products a row: a soft row's 12 multiplies cost 3 x 2 pJ instead of 2 pJ
+    assert math.isclose(compute(1) - compute(0), 12 * (3 * 2.0 - 2.0))
+    assert math.isclose(compute(2) - compute(0), 24 * (3 * 2.0 - 2.0))
+    ecp5 = load_profile("ecp5")
+    assert math.isclose(ecp5.mac(8, 8, 20, soft=True) - ecp5.mac(8, 8, 20), ecp5.mul(8, 8))
