@@ -328,18 +328,23 @@ def _synthesise(jobs, cache, workers, what) -> None:
             CACHE.write_text(json.dumps(cache, indent=1))
 
 
+def _fit_rows(configs, cache, fam):
+    """(kind, features, synthesised) of every non-held-out configuration of ``fam`` that
+    synthesised."""
+    rows = []
+    for cfg in configs:
+        if cfg["held_out"] or fam not in _families(cfg):
+            continue
+        syn = _synthesised(cache, _key(cfg), fam)
+        if syn is not None:
+            rows.append((cfg["kind"], rm.block_features(cfg["kind"], fam, **_params(cfg)), syn))
+    return rows
+
+
 def fit(configs, cache) -> dict:
     families = {}
     for fam in FAMILIES:
-        rows = []
-        for cfg in configs:
-            if cfg["held_out"] or fam not in _families(cfg):
-                continue
-            syn = _synthesised(cache, _key(cfg), fam)
-            if syn is None:
-                continue
-            x = rm.block_features(cfg["kind"], fam, **_params(cfg))
-            rows.append((cfg["kind"], x, syn))
+        rows = _fit_rows(configs, cache, fam)
         consts = sorted({f"const_{k}" for k, _, _ in rows})
         coefs = {}
         for target, names in (("lut", LUT_FEATURES), ("ff", FF_FEATURES)):
@@ -388,16 +393,7 @@ def fit_feature(name, configs, cache, model) -> dict:
     kept (the same relative-error weighting as `fit`): for a feature new to the model."""
     families = json.loads(json.dumps(model["families"]))
     for fam in FAMILIES:
-        rows = []
-        for cfg in configs:
-            if cfg["held_out"] or fam not in _families(cfg):
-                continue
-            syn = _synthesised(cache, _key(cfg), fam)
-            if syn is None:
-                continue
-            x = rm.block_features(cfg["kind"], fam, **_params(cfg))
-            if x.f.get(name):
-                rows.append((x, syn))
+        rows = [(x, syn) for _, x, syn in _fit_rows(configs, cache, fam) if x.f.get(name)]
         if not rows:
             continue
         coefs = families[fam]["lut"]
