@@ -559,6 +559,9 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         users = graph.consumers(src)
         if len(users) > 1:
             out.append((f"fork_{src}", "fork", {"n": len(users)}))
+            if graph.skids:     # after each of the fork's outputs
+                out.extend((f"skid_fork_{src}_{k}", "skid",
+                            {"width": fmt[src][0] * fmt[src][1] + 2}) for k in range(len(users)))
     spec0 = None
     for st in graph.stages:
         if st.kind != "decision":
