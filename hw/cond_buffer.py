@@ -102,9 +102,13 @@ class ConditionalBuffer(wiring.Component):
     def model(self, samples, exits) -> list:
         return cond_buffer_model(samples, exits)
 
-    def _readable(self, rd_beat, wr_beat, rd_complete):
-        """Whether beat ``rd_beat`` of the oldest slot has been written."""
-        return rd_complete | (rd_beat < wr_beat)
+    def _readable(self, rd_beat, wr_beat, rd_complete, caught):
+        """Whether beat ``rd_beat`` of the oldest slot has been written: the slot is complete,
+        or it is the slot being written and ``rd_beat < wr_beat``. There ``rd_beat <= wr_beat``
+        always holds (a beat is read only once written), so that is ``rd_beat != wr_beat``:
+        ``~caught``, a register equal to ``rd_beat == wr_beat`` (Fmax: no compare in the
+        read path)."""
+        return rd_complete | ~caught
 
     def elaborate(self, platform):
         m = Module()
@@ -197,8 +201,13 @@ class ConditionalBuffer(wiring.Component):
         # off ``free``).
         rd_last = Signal(init=int(bps == 1))
         drop = decided & rd_exit & rd_complete
+        caught = Signal(init=1)     # rd_beat == wr_beat (`_readable`)
         read = decided & ~rd_exit & advance \
-            & self._readable(rd_beat, wr_beat, rd_complete)
+            & self._readable(rd_beat, wr_beat, rd_complete, caught)
+        # on a write without a read (or a read without a write) it takes the compare one beat
+        # on; both or neither keep the difference, and the flag
+        m.d.sync += caught.eq(Mux(w_fire & ~read, rd_beat == inc(wr_beat, bps),
+                                  Mux(read & ~w_fire, inc(rd_beat, bps) == wr_beat, caught)))
         m.d.comb += free.eq(decided & rd_complete & (rd_exit | (advance & rd_last)))
         # The read port is enabled whenever its data may move on (``advance``), not only on a
         # read: its data is only looked at when ``out_valid`` says a read put it there, and it
