@@ -4,9 +4,9 @@ with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
 Wiring (per exit k, level k = samples that continued past exits 0..k-1):
 
     pixels -> level-0 stages -> ... -> branch stage (output of segment k)
-    (every conv / linear / pool stage's, every decision unit's and every conditional buffer's
-    output passes a SkidBuffer, so no ready path spans two stages; unless the graph says
-    ``skids=False``, for a board they do not fit)
+    (every conv / linear / pool stage's, every fork output's, every decision unit's and every
+    conditional buffer's output passes a SkidBuffer, so no ready path spans two stages; unless
+    the graph says ``skids=False``, for a board they do not fit)
                                           |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
                                           |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
     ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
@@ -214,8 +214,12 @@ class Accelerator(wiring.Component):
                                   else stream_out.signature, len(users))
                 m.submodules[f"fork_{src}"] = fork
                 wiring.connect(m, stream_out, fork.i)
+                # and each copy through a skid buffer: the fork's ready is then an AND of
+                # registers, so one consumer's ready (the exit head's) does not run through the
+                # fork into the other's write side (the conditional buffer's counters)
                 for k, u in enumerate(users):
-                    taps[(src, u.name)] = getattr(fork, f"o{k}")
+                    taps[(src, u.name)] = self._skid(m, f"skid_fork_{src}_{k}",
+                                                     getattr(fork, f"o{k}"))
         events: dict[tuple[str, str], object] = {}  # (unit, counter) -> 1-bit event
 
         def fire(s):

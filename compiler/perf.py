@@ -171,7 +171,12 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
     first, last = 0, pixels - 1          # of the stream feeding the next stage
     decided = {}
     skid = SKID_LATENCY if graph.skids else 0    # the skid buffer after every stage
+
+    def fork_skid(st):      # and after each output of a fork (a source with several consumers)
+        return skid if len(graph.consumers(st.src)) > 1 else 0
+
     for st in path:
+        first, last = first + fork_skid(st), last + fork_skid(st)
         k = graph.buffer_before(st)
         if k is not None:
             if k not in decided:
@@ -186,4 +191,5 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         last = max(last, first + in_cycles)
         first = first + int(blk.latency) + skid
         last = last + tail + skid
-    return int(last + _decision_timing(d, blocks[d.src])[1] + skid)   # and after the decision
+    # and the decision unit, with the skid buffer after it
+    return int(last + fork_skid(d) + _decision_timing(d, blocks[d.src])[1] + skid)

@@ -415,10 +415,10 @@ def block_features(kind: str, family: str, **p) -> _Features:
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
         x.memory(total, width, rom=False, read_reg=True)
-        # + the registered flags (room, one slot, decided, undecided), the oldest slot's
-        # decision, the next slot index and the decided-slot count
+        # + the registered flags (room, one slot, decided, undecided, writing, last beat), the
+        # oldest slot's decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
-              + depth + 1 + 5 + _rw(depth) + _rw(depth + 1)
+              + depth + 1 + 7 + _rw(depth) + _rw(depth + 1)
               + (width + 1 if p.get("out_reg", False) else 0))      # the read-data register
         x.add("counter_bits", 2 * _rw(total) + 2 * _rw(bps) + 3 * _rw(depth)
               + 3 * _rw(depth + 1))
@@ -581,6 +581,9 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         users = graph.consumers(src)
         if len(users) > 1:
             out.append((f"fork_{src}", "fork", {"n": len(users)}))
+            if graph.skids:     # after each of the fork's outputs
+                out.extend((f"skid_fork_{src}_{k}", "skid",
+                            {"width": fmt[src][0] * fmt[src][1] + 2}) for k in range(len(users)))
     spec0 = None
     for st in graph.stages:
         if st.kind != "decision":

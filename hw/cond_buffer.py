@@ -102,9 +102,13 @@ class ConditionalBuffer(wiring.Component):
     def model(self, samples, exits) -> list:
         return cond_buffer_model(samples, exits)
 
-    def _readable(self, rd_beat, wr_beat, rd_complete):
-        """Whether beat ``rd_beat`` of the oldest slot has been written."""
-        return rd_complete | (rd_beat < wr_beat)
+    def _readable(self, rd_beat, wr_beat, rd_complete, caught):
+        """Whether beat ``rd_beat`` of the oldest slot has been written: the slot is complete,
+        or it is the slot being written and ``rd_beat < wr_beat``. There ``rd_beat <= wr_beat``
+        always holds (a beat is read only once written), so that is ``rd_beat != wr_beat``:
+        ``~caught``, a register equal to ``rd_beat == wr_beat`` (Fmax: no compare in the
+        read path)."""
+        return rd_complete | ~caught
 
     def elaborate(self, platform):
         m = Module()
@@ -140,15 +144,19 @@ class ConditionalBuffer(wiring.Component):
             return flag
 
         # Write side. The flags below (``track``) are registers equal to compares of the slot
-        # counts: ``has_room`` is ``n_alloc < depth``.
+        # counts: ``has_room`` is ``n_alloc < depth``. ``writing`` is ``wr_beat != 0`` (the
+        # newest slot is still being written), a register too: on a write it takes the compare
+        # for the next beat, ``wr_beat != bps - 1``.
         alloc, free, d_fire = Signal(), Signal(), Signal()
         has_room = track("has_room", n_alloc, alloc, free, lambda n, k: n < depth - k, init=1)
-        m.d.comb += self.i.ready.eq((wr_beat != 0) | has_room)
+        writing = Signal()
+        m.d.comb += self.i.ready.eq(writing | has_room)
         w_fire = self.i.valid & self.i.ready
-        m.d.comb += alloc.eq(w_fire & (wr_beat == 0))
+        m.d.comb += alloc.eq(w_fire & ~writing)
         m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(self.i.payload.as_value()), wr.en.eq(w_fire)]
         with m.If(w_fire):
-            m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps))]
+            m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps)),
+                         writing.eq(wr_beat != bps - 1)]
 
         # Decisions, in sample order, for allocated undecided slots.
         def nonzero(n, k):      # n + k != 0 for k = +-1
@@ -169,7 +177,6 @@ class ConditionalBuffer(wiring.Component):
         n_dec = Signal(range(depth + 1))
         single = track("single", n_alloc, alloc, free, lambda n, k: n == 1 - k, init=0)
         decided = track("decided", n_dec, d_fire, free, nonzero, init=0)
-        writing = wr_beat != 0  # the newest slot is still being written
         rd_complete = ~(writing & single)
         # The oldest slot's decision, as a register (Fmax: the depth-to-1 mux of dec_exit is
         # off the read path): on a free it takes the next slot's entry, which is read ahead
@@ -187,13 +194,29 @@ class ConditionalBuffer(wiring.Component):
             advance = ~out_valid | advance_b
         else:
             advance = ~out_valid | self.o.ready
+        # ``rd_last`` is ``rd_beat == bps - 1``, a register (on a read: the compare for the next
+        # beat). The slot is freed by a drop or by reading its last beat; the last beat is
+        # readable exactly when the slot is complete (``rd_beat < wr_beat`` cannot hold for it),
+        # so ``free`` does without the beat compare of ``read`` (Fmax: the slot counters hang
+        # off ``free``).
+        rd_last = Signal(init=int(bps == 1))
         drop = decided & rd_exit & rd_complete
+        caught = Signal(init=1)     # rd_beat == wr_beat (`_readable`)
         read = decided & ~rd_exit & advance \
-            & self._readable(rd_beat, wr_beat, rd_complete)
-        m.d.comb += free.eq(drop | (read & (rd_beat == bps - 1)))
-        m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(read)]
+            & self._readable(rd_beat, wr_beat, rd_complete, caught)
+        # on a write without a read (or a read without a write) it takes the compare one beat
+        # on; both or neither keep the difference, and the flag
+        m.d.sync += caught.eq(Mux(w_fire & ~read, rd_beat == inc(wr_beat, bps),
+                                  Mux(read & ~w_fire, inc(rd_beat, bps) == wr_beat, caught)))
+        m.d.comb += free.eq(decided & rd_complete & (rd_exit | (advance & rd_last)))
+        # The read port is enabled whenever its data may move on (``advance``), not only on a
+        # read: its data is only looked at when ``out_valid`` says a read put it there, and it
+        # holds while the output is stalled. So ``read`` (the beat and slot logic) does not fan
+        # out to every block RAM's clock enable (Fmax: that pulled the read logic apart).
+        m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(advance)]
         with m.If(read):
-            m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps))]
+            m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps)),
+                         rd_last.eq(rd_beat == (bps - 2) % bps)]
         with m.If(drop):
             m.d.sync += rd_addr.eq(Mux(rd_addr == total - bps, 0, rd_addr + bps))
         with m.If(free):

@@ -205,3 +205,32 @@ def test_soft_rows_trade_dsps_for_luts(family):
     assert all(b > a for a, b in zip(luts, luts[1:])), luts
     assert estimate_block("conv", family, **_conv(pe, simd, in_bits=8, weight_bits=8,
                                                   deep=family == "ecp5", soft=True)) == ests[-1]
+
+
+@pytest.mark.parametrize("deep,skids", [(False, False), (True, True)])
+def test_design_blocks_are_the_blocks_codegen_elaborates(trained_run, deep, skids):
+    """The estimate counts exactly the blocks `Accelerator.elaborate` instantiates (by name), and
+    every skid buffer at the payload width codegen gives it (e.g. the skid buffers on a fork's
+    outputs: an estimate without them, or a codegen without them, fails here)."""
+    from amaranth.hdl import Fragment
+    from exitgate.compiler.codegen import Accelerator
+    from exitgate.compiler.graph import Fold, lower
+    from exitgate.hw.plumbing import SkidBuffer
+    from exitgate.quant.ir import load_ir
+
+    out, _ = trained_run
+    ir, weights = load_ir(out)
+    g = lower(ir, weights).with_folds({"s0": Fold(4, 9, 4), "s2": Fold(2, 16),
+                                       "s3": Fold(4, 16, 2), "s5": Fold(2, 16)})
+    g = g.with_deep(deep).with_skids(skids)
+    acc = Accelerator(g, weights, [1] * (g.exits - 1), buffer_depth=4)
+    frag = Fragment.get(acc, None)
+    built = {name: sub.origins[0] for sub, name, _ in frag.subfragments}   # the elaboratables
+    listed = {name: (kind, p) for name, kind, p in rm.design_blocks(g, weights, buffer_depth=4)}
+    assert set(listed) == set(built), (set(listed) ^ set(built))
+    skid_names = {n for n, (kind, _) in listed.items() if kind == "skid"}
+    assert any(n.startswith("skid_fork_") for n in skid_names) == skids
+    for n in skid_names:
+        blk = built[n]
+        assert isinstance(blk, SkidBuffer), n
+        assert listed[n][1]["width"] == blk.i.payload.shape().size, n

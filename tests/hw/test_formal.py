@@ -45,7 +45,7 @@ class _ExitOnStrictLess(ExitDecision):
 class _ReadsAheadOfWrites(ConditionalBuffer):
     """Broken: forwards a beat of a still-arriving sample one cycle before it is written."""
 
-    def _readable(self, rd_beat, wr_beat, rd_complete):
+    def _readable(self, rd_beat, wr_beat, rd_complete, caught):
         return rd_complete | (rd_beat <= wr_beat)
 
 
