@@ -134,6 +134,18 @@ def activity_units(graph: HwGraph) -> dict[str, tuple[str, ...]]:
     return units
 
 
+def output_format(stage: Stage, in_fmt: tuple, acc_width: int | None) -> tuple:
+    """(lanes, bits, signed) of a conv / linear / pool stage's output stream, given its input's
+    and its accumulator width: a pool passes its input on, a logits stage sends one signed
+    accumulator a beat, the rest their fold's ``out_lanes`` requantised values. The one rule
+    codegen and the resource estimate (`exitgate.compiler.resources.design_blocks`) share."""
+    if stage.kind == "pool":
+        return in_fmt
+    if stage.params.get("shift") is None:
+        return (1, acc_width, True)
+    return (stage.fold.out_lanes, stage.params["out_bits"], stage.params["out_signed"])
+
+
 def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
     """Every non-decision stage's hw block, and each stage's output format (lanes, bits, signed).
     The stream format of a stage's input is its source's output format (pixels: 1 lane).
@@ -147,12 +159,7 @@ def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
         if analysis:
             blk._MustUse__silence = True
         blocks[st.name] = blk
-        if st.kind == "pool":
-            fmt[st.name] = (lanes, bits, sgn)
-        elif st.params.get("shift") is None:
-            fmt[st.name] = (1, blk.acc_width, True)
-        else:
-            fmt[st.name] = (blk.out_lanes, st.params["out_bits"], st.params["out_signed"])
+        fmt[st.name] = output_format(st, fmt[st.src], getattr(blk, "acc_width", None))
     return blocks, fmt
 
 

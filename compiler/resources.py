@@ -43,7 +43,8 @@ import numpy as np
 
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
-from ..hw.mvu import accumulator_width, adder_tree_registers, ecp5_dsp_family_fits, mvu_fifo_depth
+from ..hw.mvu import (accumulator_width, adder_tree_registers, ecp5_dsp_family_fits,
+                      mvu_fifo_depth, soft_rows)
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -302,7 +303,7 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
                   deep=False, soft=0):
     """``soft``: PE rows with their products in logic (True: all ``pe``; `Fold.soft`)."""
     nf, sf = rows // pe, n // simd
-    soft = pe if soft is True else int(soft)
+    soft = soft_rows(soft, pe)
     x.memory(nf * sf, pe * simd * wb, rom=True)
     x.memory(nf, pe * bias_w, rom=True)
     if soft:
@@ -552,9 +553,13 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                   id_width: int = 8) -> list[tuple[str, str, dict]]:
     """The blocks of ``Accelerator(graph, weights, ..., buffer_depth, id_width)`` as
     (name, kind, `estimate_block` parameters), in the order `Accelerator.elaborate` makes them."""
-    from .codegen import build_block, decision_store
+    from .codegen import build_block, decision_store, output_format
     out = []
     fmt = {None: (1, graph.input_bits, False)}
+
+    def beat_bits(src):      # a beat of ``src``'s output stream: its values, first, last
+        return fmt[src][0] * fmt[src][1] + 2
+
     acc, cycles = {}, {}
     for st in graph.stages:
         if st.kind == "decision":
@@ -562,19 +567,14 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         lanes, bits, sgn = fmt[st.src]
         params = _stage_params(st, weights, lanes, bits, sgn, graph.deep)
         out.append((st.name, _block_kind(st, lanes, bits), params))
-        if st.kind == "pool":
-            fmt[st.name] = (lanes, bits, sgn)
-        elif st.params.get("shift") is None:
-            fmt[st.name] = (1, params["acc_width"], True)
+        fmt[st.name] = output_format(st, fmt[st.src], params.get("acc_width"))
+        if st.kind != "pool" and st.params.get("shift") is None:
             acc[st.name] = params["acc_width"]
             blk = build_block(st, weights, lanes, bits, sgn, graph.deep)  # logits' producer
             blk._MustUse__silence = True
             cycles[st.name] = blk.cycles_per_sample
-        else:
-            fmt[st.name] = (params["out_lanes"], st.params["out_bits"], st.params["out_signed"])
         if graph.skids:
-            out.append((f"skid_{st.name}", "skid",
-                        {"width": fmt[st.name][0] * fmt[st.name][1] + 2}))
+            out.append((f"skid_{st.name}", "skid", {"width": beat_bits(st.name)}))
     for src in [None] + [s.name for s in graph.stages]:
         if src is not None and graph.stage(src).kind == "decision":
             continue
@@ -582,8 +582,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         if len(users) > 1:
             out.append((f"fork_{src}", "fork", {"n": len(users)}))
             if graph.skids:     # after each of the fork's outputs
-                out.extend((f"skid_fork_{src}_{k}", "skid",
-                            {"width": fmt[src][0] * fmt[src][1] + 2}) for k in range(len(users)))
+                out.extend((f"skid_fork_{src}_{k}", "skid", {"width": beat_bits(src)})
+                           for k in range(len(users)))
     spec0 = None
     for st in graph.stages:
         if st.kind != "decision":
@@ -608,13 +608,13 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         k = graph.buffer_before(st)
         if k is not None:
             src = graph.stage(st.src)
-            lanes, bits, _ = fmt[st.src]
+            lanes = fmt[st.src][0]
             c, h, w = src.out_shape if len(src.out_shape) == 3 else (src.out_shape[0], 1, 1)
             out.append((f"cbuf{k}", "cond_buffer",
-                        {"width": lanes * bits + 2, "beats_per_sample": h * w * (c // lanes),
+                        {"width": beat_bits(st.src), "beats_per_sample": h * w * (c // lanes),
                          "depth": buffer_depth, "out_reg": graph.deep}))
             if graph.skids:     # after the conditional buffer
-                out.append((f"skid_cbuf{k}", "skid", {"width": lanes * bits + 2}))
+                out.append((f"skid_cbuf{k}", "skid", {"width": beat_bits(st.src)}))
     cls_w = max(1, (graph.classes - 1).bit_length())
     out.append(("merge", "merge", {"n": graph.exits,
                                    "width": id_width + cls_w + spec0.threshold_bits + 1}))

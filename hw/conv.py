@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import requantise
 from .counters import step_replay
 from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, mvu_latency,
-                  chunk_signature)
+                  chunk_signature, soft_rows)
 from .plumbing import SkidBuffer
 from .stream import activation_signature
 from .window import (SlidingWindow, _check_lanes, _check_shape,
@@ -217,7 +217,7 @@ class _ConvStage(wiring.Component):
     `_check_fold`), the ports, and the MVU (-> lane serialiser) at the end of ``elaborate``.
     ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not).
     ``soft``: the MVU's products (True) or its first ``soft`` PE rows' in logic, not DSPs
-    (`MatrixVectorUnit`; same values and cycles)."""
+    (`MatrixVectorUnit`; same values and cycles); the attribute holds the number of rows."""
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
                  weight_bits: int = 8, shift: int = 0, out_bits: int = 8,
@@ -227,7 +227,6 @@ class _ConvStage(wiring.Component):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = type(self).__name__
         self.deep = bool(deep)
-        self.soft = soft
         _check_shape(owner, shape)
         c, h, w = shape
         weights = np.asarray(weights)
@@ -257,6 +256,7 @@ class _ConvStage(wiring.Component):
         self.shift, self.out_bits = int(shift), out_bits
         self.out_signed, self.relu = out_signed, relu
         self.pe, self.simd, self.in_lanes, self.out_lanes = pe, simd, in_lanes, out_lanes
+        self.soft = soft_rows(soft, pe, owner)      # PE rows with their products in logic
         self.nf, self.sf = cout // pe, n // simd
         self.banks = self._banks(owner, banks)
         self.acc_width = accumulator_width(weights, bias, in_width, in_signed)

@@ -33,7 +33,7 @@ from ..numerics import requantise
 from .conv import _check_common
 from .counters import step_replay
 from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature,
-                  mvu_latency)
+                  mvu_latency, soft_rows)
 from .stream import activation_signature
 from .window import _check_lanes, _check_shape
 
@@ -139,7 +139,7 @@ class LinearStage(wiring.Component):
     ``shift=None`` one signed ``acc_width``-bit logit per beat.
     ``deep``: the MVU's deeper pipeline (`MatrixVectorUnit`; latency grows, cycles do not).
     ``soft``: the MVU's products (True) or its first ``soft`` PE rows' in logic, not DSPs
-    (`MatrixVectorUnit`; same values and cycles).
+    (`MatrixVectorUnit`; same values and cycles); the attribute holds the number of rows.
     """
 
     def __init__(self, weights, bias, shape, *, in_width: int = 8, in_signed: bool = False,
@@ -150,7 +150,6 @@ class LinearStage(wiring.Component):
         self._MustUse__silence = True  # no UnusedElaboratable warning if a check fails
         owner = "LinearStage"
         self.deep = bool(deep)
-        self.soft = soft
         _check_shape(owner, shape)
         c, h, w = shape
         n = c * h * w
@@ -186,6 +185,7 @@ class LinearStage(wiring.Component):
         self.shift = None if shift is None else int(shift)
         self.out_bits, self.out_signed, self.relu = out_bits, out_signed, relu
         self.pe, self.simd, self.in_lanes, self.out_lanes = pe, simd, in_lanes, out_lanes
+        self.soft = soft_rows(soft, pe, owner)      # PE rows with their products in logic
         self.nf, self.sf = cout // pe, n // simd
         self.acc_width = accumulator_width(weights, bias, in_width, in_signed)
         if shift is None:

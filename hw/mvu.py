@@ -67,7 +67,7 @@ from .stream import activation_signature
 
 __all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
            "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements",
-           "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product"]
+           "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product", "soft_rows"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
 #: mapping takes operands of at least 2 bits)
@@ -85,6 +85,17 @@ def ecp5_dsp_fits(platform, in_width: int, weight_bits: int) -> bool:
 def ecp5_dsp_family_fits(family: str | None, in_width: int, weight_bits: int) -> bool:
     """`ecp5_dsp_fits` for a board build of ``family`` (the resource model's view)."""
     return family == "ecp5" and in_width in ECP5_DSP_WIDTHS and weight_bits in ECP5_DSP_WIDTHS
+
+
+def soft_rows(soft, pe: int, owner: str = "MatrixVectorUnit") -> int:
+    """The PE rows whose products are in logic for a ``soft`` argument of `MatrixVectorUnit`
+    (and the stages that pass it on): True = all ``pe``, False = none, an int = that many (the
+    first ones). ValueError for anything else."""
+    rows = pe if soft is True else soft
+    if not isinstance(rows, (int, np.integer)) or not 0 <= rows <= pe:
+        raise ValueError(f"{owner}: soft must be True, False or a number of PE rows in 0..{pe}, "
+                         f"got {soft!r}")
+    return int(rows)
 
 
 def soft_product(a, b):
@@ -199,15 +210,10 @@ class MatrixVectorUnit(wiring.Component):
                  deep: bool = False, soft: bool | int = False):
         self.matrix = np.asarray(matrix, dtype=np.int64)
         self.deep = bool(deep)
-        #: PE rows whose products are in logic (`soft_product`): ``soft`` True = all ``pe``,
-        #: an int = that many (the first ones), False / 0 = none
-        self.soft_rows = pe if soft is True else soft
-        if isinstance(soft, (int, np.integer)) and 0 <= soft <= pe:
-            self.soft_rows = int(self.soft_rows)
-        else:
-            self._MustUse__silence = True
-            raise ValueError(f"MatrixVectorUnit: soft must be True, False or a number of PE "
-                             f"rows in 0..{pe}, got {soft!r}")
+        self._MustUse__silence = True   # no UnusedElaboratable warning if a check fails
+        #: PE rows whose products are in logic (`soft_product`, `soft_rows`)
+        self.soft_rows = soft_rows(soft, pe)
+        self._MustUse__silence = False
         self.bias = np.asarray(bias, dtype=np.int64)
         rows, n = self.matrix.shape
         self.in_width, self.in_signed, self.weight_bits = in_width, in_signed, weight_bits

@@ -151,7 +151,7 @@ def design_units(run: Path, which: str = "early_exit") -> tuple[list[Unit], dict
         units.append(Unit(st.name, st.kind, st.level, {
             "pe": blk.pe, "simd": blk.simd, "weight_bits": blk.weight_bits, "in_bits": bits,
             "in_lanes": lanes, "acc_bits": blk.acc_width, "out_lanes": out_lanes,
-            "soft_rows": blk.pe if blk.soft is True else int(blk.soft)},
+            "soft_rows": blk.soft},
             {"mac": blk.nf * blk.sf * pixels, "in": in_beats,
              "out": st.out_shape[0] * pixels // out_lanes}))
     return units, {"macs_ir": macs_ir, "levels": graph.exits}

@@ -155,43 +155,6 @@ def test_conv_window_buffer_is_one_memory_not_register_banks():
     assert whole.bram == 1   # the line buffer (the 32-word weight ROM is cheaper in LUTs)
 
 
-@pytest.mark.parametrize("deep,skids", [(False, False), (True, True)])
-def test_design_blocks_see_the_streams_codegen_builds(trained_run, deep, skids):
-    """The estimate's blocks carry the stream widths of the blocks codegen wires: each stage's
-    input and output lanes, every skid buffer's and conditional buffer's payload. A conv whose
-    output beats carry several lanes (the fold's out_lanes) widens everything downstream of it;
-    the estimate once read out_lanes from the stage's parameters, not its fold, and counted one
-    lane (a 66-bit skid buffer as a 10-bit one)."""
-    from exitgate.compiler.codegen import build_blocks
-    from exitgate.compiler.graph import Fold, lower
-    from exitgate.quant.ir import load_ir
-
-    out, _ = trained_run
-    ir, weights = load_ir(out)
-    g = lower(ir, weights).with_folds({"s0": Fold(4, 9, 4), "s2": Fold(2, 16),
-                                       "s3": Fold(4, 16, 2), "s5": Fold(2, 16)})
-    g = g.with_deep(deep).with_skids(skids)
-    blocks, fmt = build_blocks(g, weights, analysis=True)
-    assert fmt["s0"][0] == 4 and fmt["s3"][0] == 2      # the folds above are what codegen builds
-    width = {name: lanes * bits + 2 for name, (lanes, bits, _) in fmt.items()}
-    seen = set()
-    for name, kind, p in rm.design_blocks(g, weights, buffer_depth=4):
-        seen.add(kind)
-        if kind in ("conv", "conv_frame", "linear"):
-            st = g.stage(name)
-            assert p["in_lanes"] == fmt[st.src][0], name
-            assert p["out_lanes"] == blocks[name].out_lanes, name
-        elif kind == "pool":
-            assert p["lanes"] == fmt[g.stage(name).src][0], name
-        elif kind == "skid" and name[len("skid_"):] in fmt:
-            assert p["width"] == width[name[len("skid_"):]], name
-        elif kind == "cond_buffer":
-            k = int(name[len("cbuf"):])
-            st = next(s for s in g.stages if g.buffer_before(s) == k)
-            assert p["width"] == width[st.src], name
-    assert {"conv", "pool", "cond_buffer"} <= seen and ("skid" in seen) == skids
-
-
 @pytest.mark.parametrize("family", ["ecp5", "ice40"])
 def test_soft_rows_trade_dsps_for_luts(family):
     """Each PE row in logic (`Fold.soft`) takes its SIMD products out of the DSPs and puts them
@@ -209,28 +172,44 @@ def test_soft_rows_trade_dsps_for_luts(family):
 
 @pytest.mark.parametrize("deep,skids", [(False, False), (True, True)])
 def test_design_blocks_are_the_blocks_codegen_elaborates(trained_run, deep, skids):
-    """The estimate counts exactly the blocks `Accelerator.elaborate` instantiates (by name), and
-    every skid buffer at the payload width codegen gives it (e.g. the skid buffers on a fork's
-    outputs: an estimate without them, or a codegen without them, fails here)."""
+    """The estimate counts exactly the blocks `Accelerator.elaborate` instantiates (by name), at
+    the stream widths codegen gives them: each stage's input and output lanes, every skid
+    buffer's and conditional buffer's payload (e.g. the skid buffers on a fork's outputs: an
+    estimate without them, or a codegen without them, fails here). A conv whose output beats
+    carry several lanes (the fold's out_lanes) widens everything downstream of it; the estimate
+    once read out_lanes from the stage's parameters, not its fold, and counted one lane (a
+    66-bit skid buffer as a 10-bit one)."""
     from amaranth.hdl import Fragment
     from exitgate.compiler.codegen import Accelerator
     from exitgate.compiler.graph import Fold, lower
+    from exitgate.hw.cond_buffer import ConditionalBuffer
     from exitgate.hw.plumbing import SkidBuffer
     from exitgate.quant.ir import load_ir
 
     out, _ = trained_run
     ir, weights = load_ir(out)
     g = lower(ir, weights).with_folds({"s0": Fold(4, 9, 4), "s2": Fold(2, 16),
-                                       "s3": Fold(4, 16, 2), "s5": Fold(2, 16)})
+                                       "s3": Fold(4, 16, 2, soft=1), "s5": Fold(2, 16)})
     g = g.with_deep(deep).with_skids(skids)
     acc = Accelerator(g, weights, [1] * (g.exits - 1), buffer_depth=4)
     frag = Fragment.get(acc, None)
     built = {name: sub.origins[0] for sub, name, _ in frag.subfragments}   # the elaboratables
     listed = {name: (kind, p) for name, kind, p in rm.design_blocks(g, weights, buffer_depth=4)}
     assert set(listed) == set(built), (set(listed) ^ set(built))
-    skid_names = {n for n, (kind, _) in listed.items() if kind == "skid"}
-    assert any(n.startswith("skid_fork_") for n in skid_names) == skids
-    for n in skid_names:
+    assert built["s0"].out_lanes == 4 and built["s3"].out_lanes == 2   # the folds above
+    kinds = {kind for kind, _ in listed.values()}
+    assert {"conv", "pool", "cond_buffer"} <= kinds and ("skid" in kinds) == skids
+    assert any(n.startswith("skid_fork_") for n in listed) == skids
+    for n, (kind, p) in listed.items():
         blk = built[n]
-        assert isinstance(blk, SkidBuffer), n
-        assert listed[n][1]["width"] == blk.i.payload.shape().size, n
+        if kind in ("conv", "conv_frame", "linear"):
+            assert (p["in_lanes"], p["out_lanes"], p["soft"]) == \
+                (blk.in_lanes, blk.out_lanes, blk.soft), n
+        elif kind == "pool":
+            assert p["lanes"] == blk.lanes, n
+        elif kind == "skid":
+            assert isinstance(blk, SkidBuffer), n
+            assert p["width"] == blk.i.payload.shape().size, n
+        elif kind == "cond_buffer":
+            assert isinstance(blk, ConditionalBuffer), n
+            assert p["width"] == blk.i.payload.shape().size, n
