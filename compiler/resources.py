@@ -267,12 +267,14 @@ def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w, in_dsp: frozenset = frozenset()
     prod = ib + wb + 1
     wbits = _distinct_rom_bits(pe * simd * wb, rom_depth)
     bits = pe * bias_w + 5 + pe * bias_w + 5
-    if deep:        # the input skid buffer (two chunks, flags, state) and the "pre" register
-        bits += 2 * (simd * ib + 2) + 2 + simd * ib + wbits + pe * bias_w + 5
+    if deep:        # the input skid buffer (two chunks, flags, state), the "rom" and "pre" registers
+        bits += 2 * (simd * ib + 2) + 2 + 2 * (simd * ib + wbits + pe * bias_w + 5)
     soft_w = _distinct_rom_bits(soft_rows * simd * wb, rom_depth)
     bits += simd * ib if ("x" not in in_dsp or soft_rows) else 0
     bits += soft_w if "w" in in_dsp else wbits
     bits += soft_rows * simd * prod if "p" in in_dsp else pe * simd * prod
+    if deep:        # the products' landing register (always in the fabric)
+        bits += pe * simd * prod + pe * bias_w + 5
     for level, n in adder_tree_registers(simd, deep):
         bits += pe * n * (prod + level) + pe * bias_w + 5
     return bits
@@ -318,12 +320,15 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
                                                    nf * sf, soft))
     x.add("counter_bits", _rw(nf) + _rw(sf) + _rw(nf * sf))
     if deep:
-        # the requantised result's register, the output FIFO (`SyncFIFOBuffered`: depth-1
-        # words of memory with a registered read, which stands in for the output register
-        # counted above) and the credit counter
+        # the requantiser's first stage (`requantise_split`: the quotient's low bits, the
+        # round-up and the two clamp flags; the accumulator for logits) and flags, the
+        # requantised result's register, the output FIFO (`SyncFIFOBuffered`: depth-1 words of
+        # memory with a registered read, which stands in for the output register counted
+        # above) and the credit counter
         depth = mvu_fifo_depth(simd, sf)
         x.memory(depth - 1, pe * out_bits + 2, rom=False, read_reg=False)
-        x.add("regs", pe * out_bits + 3 + 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1)
+        x.add("regs", pe * (out_bits + 3) + 3
+              + pe * out_bits + 3 + 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1)
               + 1 + 2)
         x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth) + _rw(depth + 1))
     if out_lanes < pe:

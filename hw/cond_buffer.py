@@ -11,6 +11,9 @@ Ports (``P`` = the activation payload layout, ``beats`` = beats_per_sample):
 Storage: a `Memory` of ``depth * beats`` payloads, split into ``depth`` slots of one sample each
 (a circular buffer of slots). A slot is allocated when a sample's first beat is accepted and freed
 when its last beat has been read out (continue) or, for an exit, once all its beats have arrived.
+With ``out_reg`` the payload's bits are stored in columns (`ConditionalBuffer.columns`), one
+memory each, as wide as the block-RAM shape that holds all the words: each block RAM's read data
+goes straight to the output register, not through a mux of RAMs in different rows of the die.
 
 Contract and timing:
 
@@ -31,7 +34,7 @@ Contract and timing:
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -59,6 +62,36 @@ def cond_buffer_model(samples, exits) -> list:
     return [beat for sample, ex in zip(samples, exits) if not ex for beat in sample]
 
 
+#: block-RAM aspect ratios (width, depth) of the ECP5 DP16KD (Xilinx RAMB18s have the same and
+#: deeper ones), widest first
+_BRAM_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+
+
+def _column_bits(width: int, depth: int) -> int:
+    """Bits per column of a ``depth``-word memory stored one block RAM deep: the widest
+    `_BRAM_SHAPES` that holds ``depth`` words (``width``, one column, beyond them all)."""
+    for bits, words in _BRAM_SHAPES:
+        if depth <= words:
+            return min(bits, width)
+    return width
+
+
+class _Ports:
+    """The write or read ports of a memory stored in columns, addressed as one."""
+
+    def __init__(self, ports, cols: int):
+        self.ports, self.cols = ports, cols
+        self.data = Cat(*(p.data for p in ports))
+
+    def connect(self, addr, data, en) -> list:
+        out = []
+        for k, p in enumerate(self.ports):
+            out += [p.addr.eq(addr), p.en.eq(en)]
+            if data is not None:
+                out.append(p.data.eq(data[k * self.cols:(k + 1) * self.cols]))
+        return out
+
+
 class ConditionalBuffer(wiring.Component):
     """Conditional buffer (see module docstring for ports and the decision contract).
 
@@ -67,7 +100,8 @@ class ConditionalBuffer(wiring.Component):
     (1..2**20). depth: samples held at once (1..256). out_reg: one more register after the
     memory's read data, which then reaches a flip-flop with nothing but an enable in between
     (Fmax: an ECP5 DP16KD's data is valid 5.8 ns after the clock without its own output
-    register); latency 3 instead of 2, still one beat a cycle.
+    register), and the storage in columns one block RAM deep (`columns`); latency 3 instead
+    of 2, still one beat a cycle.
     """
 
     def __init__(self, signature, *, beats_per_sample: int, depth: int, out_reg: bool = False):
@@ -83,6 +117,11 @@ class ConditionalBuffer(wiring.Component):
         self.depth = depth
         self.out_reg = bool(out_reg)
         self.payload_shape = signature.members["payload"].shape
+        width = Shape.cast(self.payload_shape).width
+        cols = _column_bits(width, depth * beats_per_sample) if self.out_reg else width
+        #: bits of each column of the storage (one memory each, all ``depth * beats_per_sample``
+        #: words deep): the whole payload, or with ``out_reg`` columns one block RAM deep
+        self.columns = [min(cols, width - lo) for lo in range(0, width, cols)]
         super().__init__({
             "i": In(signature),
             "decision": In(decision_signature()),
@@ -116,10 +155,16 @@ class ConditionalBuffer(wiring.Component):
         total = bps * depth
         width = Shape.cast(self.payload_shape).width
 
-        mem = Memory(shape=width, depth=total, init=[])
-        m.submodules.mem = mem
-        wr = mem.write_port()
-        rd = mem.read_port(transparent_for=())
+        # with out_reg (ECP5) the payload is stored in columns, each one block RAM deep
+        # (`_column_bits`): a block RAM's read data then goes straight to its register, not
+        # through a mux of RAMs that sit rows apart
+        cols = self.columns[0]
+        mems = [Memory(shape=bits, depth=total, init=[]) for bits in self.columns]
+        for k, mem in enumerate(mems):
+            m.submodules[f"mem{k}" if len(mems) > 1 else "mem"] = mem
+        wrs = [mem.write_port() for mem in mems]
+        rds = [mem.read_port(transparent_for=()) for mem in mems]
+        wr, rd = _Ports(wrs, cols), _Ports(rds, cols)
 
         wr_addr, rd_addr = Signal(range(total)), Signal(range(total))
         wr_beat, rd_beat = Signal(range(bps)), Signal(range(bps))
@@ -153,7 +198,7 @@ class ConditionalBuffer(wiring.Component):
         m.d.comb += self.i.ready.eq(writing | has_room)
         w_fire = self.i.valid & self.i.ready
         m.d.comb += alloc.eq(w_fire & ~writing)
-        m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(self.i.payload.as_value()), wr.en.eq(w_fire)]
+        m.d.comb += wr.connect(wr_addr, self.i.payload.as_value(), w_fire)
         with m.If(w_fire):
             m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps)),
                          writing.eq(wr_beat != bps - 1)]
@@ -187,7 +232,7 @@ class ConditionalBuffer(wiring.Component):
         if self.out_reg:
             # stage B: the read data straight into a register (enable only), then out
             b_valid = Signal()
-            b_data = Signal(width)
+            b_data = Signal(width, reset_less=True)    # b_valid says when it is valid
             advance_b = ~b_valid | self.o.ready
             with m.If(advance_b):
                 m.d.sync += [b_valid.eq(out_valid), b_data.eq(rd.data)]
@@ -213,7 +258,7 @@ class ConditionalBuffer(wiring.Component):
         # read: its data is only looked at when ``out_valid`` says a read put it there, and it
         # holds while the output is stalled. So ``read`` (the beat and slot logic) does not fan
         # out to every block RAM's clock enable (Fmax: that pulled the read logic apart).
-        m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(advance)]
+        m.d.comb += rd.connect(rd_addr, None, advance)
         with m.If(read):
             m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps)),
                          rd_last.eq(rd_beat == (bps - 2) % bps)]

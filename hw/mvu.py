@@ -19,15 +19,18 @@ is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles
 chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
-through a skid buffer, adds a second operand register in front of the products and registers the
-adder tree after every level, and never stalls the pipeline: results leave through an output FIFO
+through a skid buffer, adds two operand registers in front of the products (the first takes the
+ROMs' outputs, whose block-RAM clock-to-out leaves little of a cycle for anything but the route
+to it), lands the products in a register of their own before the adder tree (the DSPs sit in
+rows across the die, far from the tree), registers the adder tree after every level and splits
+the requantiser into two register stages (`requantise_split`), and never stalls the pipeline: results leave through an output FIFO
 (`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed RAM on ECP5) and a pass's
 last chunk is only issued while the FIFO has room for every result already in flight (a credit
 counter). So the front pipeline has no enable at all: the DSPs' clock enables are tied high
 instead of fanning one enable out to every DSP of a wide MVU, and the chunk stream's ``ready``
 depends only on the MVU's own registers (the fold counter and the credit flag), never on the
 consumer's ``ready``. The requantised result is registered before it is written to the FIFO.
-`mvu_latency` 9 + ceil(log2 SIMD); same results and cycles per vector.
+`mvu_latency` 12 + ceil(log2 SIMD); same results and cycles per vector.
 
 The operand, product and adder-tree registers have no reset (the flags riding beside them
 say what is valid). On iCE40 that lets yosys' ``ice40_dsp`` pack each product's chunk operand
@@ -65,7 +68,7 @@ from ..numerics import bits_for_range, int_range
 from .plumbing import SkidBuffer
 from .stream import activation_signature
 
-__all__ = ["requantise_value", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
+__all__ = ["requantise_value", "requantise_split", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
            "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements",
            "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product", "soft_rows"]
 
@@ -130,11 +133,11 @@ def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]
 
 def mvu_latency(simd: int, deep: bool = False) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
-    (``deep``: the input skid buffer ->) issue -> s1 -> operands (twice if ``deep``) ->
-    products -> the `adder_tree_registers` -> accumulator/s2 -> output register (``deep``: a
-    register of the requantised result, then the output FIFO, whose buffered read takes two
-    cycles)."""
-    return 5 + 4 * int(deep) + len(adder_tree_registers(simd, deep))
+    (``deep``: the input skid buffer ->) issue -> s1 -> operands (three times if ``deep``) ->
+    products (``deep``: -> their landing register) -> the `adder_tree_registers` ->
+    accumulator/s2 -> output register (``deep``: the requantiser's first stage, a register of
+    the requantised result, then the output FIFO, whose buffered read takes two cycles)."""
+    return 5 + 7 * int(deep) + len(adder_tree_registers(simd, deep))
 
 
 def mvu_fifo_depth(simd: int, sf: int) -> int:
@@ -164,6 +167,33 @@ def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = 
     if relu:
         lo = max(lo, 0)
     return Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))
+
+
+def requantise_split(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
+    """`requantise_value` in two register stages (Fmax: its rounding add and the two clamp
+    compares are three carry chains in a row). Returns ``(first, second)``: ``first`` is a list
+    of values of ``acc`` to register (the quotient's low ``bits`` bits, the round-up bit, and the
+    quotient compared with the clamp bounds), ``second(regs)``
+    the result from those registers (one ``bits``-wide increment and the clamp mux): the clamp
+    compares look at the quotient before rounding, which decides the same."""
+    acc = acc.as_signed()
+    if shift <= 0:
+        q, up = acc << -shift, Const(0, 1)
+    else:
+        q, r, half = acc >> shift, acc[:shift], 1 << (shift - 1)
+        up = (r > half) | ((r == half) & q[0])
+    lo, hi = int_range(bits, out_signed)
+    if relu:
+        lo = max(lo, 0)
+    # q < lo: q + up <= lo, so the result is lo; q >= hi: q + up >= hi, so it is hi; otherwise
+    # lo <= q + up <= hi, whose low bits are those of q plus the round-up bit
+    first = [q[:bits], up, q < lo, q >= hi]
+
+    def second(regs):
+        low, up, under, over = regs
+        mid = (low + up)[:bits]
+        return Mux(under, lo, Mux(over, hi, mid.as_signed() if out_signed else mid))
+    return first, second
 
 
 def accumulator_width(matrix, bias, in_width: int, in_signed: bool) -> int:
@@ -327,6 +357,9 @@ class MatrixVectorUnit(wiring.Component):
         if deep:
             # one more operand register: the weight ROM's (block RAM) output and the chunk reach
             # the multipliers through a register of their own (ROM -> DSP routing is long)
+            # (twice: the first right at the block RAMs' outputs, whose clock-to-out takes most
+            # of a cycle, so that route carries no other delay)
+            operands, flags = register(operands, flags, "rom")
             operands, flags = register(operands, flags, "pre")
         n_soft = self.soft_rows * simd       # the first soft_rows rows' products in logic
 
@@ -354,6 +387,12 @@ class MatrixVectorUnit(wiring.Component):
             products = [ws[p * simd + s] * xs[s] for p in range(pe) for s in range(simd)]
             products[:n_soft] = [soft(k, ws[k], xs[k % simd]) for k in range(n_soft)]
             terms, flags = register(products + bias, flags, "prod")
+            bias, terms = terms[-pe:], terms[:-pe]
+        if deep:
+            # and once more before the adder tree: a product reaches the tree's first adders
+            # through a register with no logic in front of it, so the DSP -> fabric route (the
+            # DSPs sit in rows across the die) is a path of its own (Fmax)
+            terms, flags = register(terms + bias, flags, "land")
             bias, terms = terms[-pe:], terms[:-pe]
         groups = [terms[p * simd:(p + 1) * simd] for p in range(pe)]
         registered = {level for level, _ in adder_tree_registers(simd, deep)}
@@ -400,12 +439,25 @@ class MatrixVectorUnit(wiring.Component):
         values = [s2_acc[p] if self.shift is None else requantise_value(
             s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu) for p in range(pe)]
         if deep:
-            # the requantised result into a register, then the output FIFO: never full when
-            # written (credits)
+            # the requantiser in two register stages (`requantise_split`: the rounding and the
+            # clamp compares, then the rounded low bits and the clamp), the result into a
+            # register, then the output FIFO: never full when written (credits)
+            rq_valid, rq_first, rq_last = Signal(), Signal(), Signal()
+            m.d.sync += [rq_valid.eq(s2_valid), rq_first.eq(s2_first), rq_last.eq(s2_last)]
+            for p in range(pe):
+                if self.shift is None:
+                    first, second = [s2_acc[p]], (lambda regs: regs[0])
+                else:
+                    first, second = requantise_split(s2_acc[p], self.shift, self.out_bits,
+                                                     self.out_signed, self.relu)
+                regs = [Signal(v.shape(), name=f"rq{p}_{n}", reset_less=True)
+                        for n, v in enumerate(first)]
+                m.d.sync += [r.eq(v) for r, v in zip(regs, first)]
+                values[p] = second(regs)
             payload = o.payload.shape()
             m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=payload.size, depth=depth)
             beat, beat_valid = Signal(payload), Signal()
-            m.d.sync += [beat_valid.eq(s2_valid), beat.first.eq(s2_first), beat.last.eq(s2_last)]
+            m.d.sync += [beat_valid.eq(rq_valid), beat.first.eq(rq_first), beat.last.eq(rq_last)]
             m.d.sync += [beat.data[p].eq(values[p]) for p in range(pe)]
             m.d.comb += [fifo.w_en.eq(beat_valid), fifo.w_data.eq(beat.as_value()),
                          o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data),

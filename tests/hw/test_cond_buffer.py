@@ -8,7 +8,7 @@ import random
 import warnings
 
 import pytest
-from amaranth.hdl import UnusedElaboratable
+from amaranth.hdl import Fragment, UnusedElaboratable
 from amaranth.sim import Simulator
 
 from exitgate.hw.cond_buffer import ConditionalBuffer, cond_buffer_model
@@ -113,6 +113,32 @@ def test_matches_model(depth, bps, late, idle, stall, dec_idle, seed, out_reg):
     dut = ConditionalBuffer(SIG, beats_per_sample=bps, depth=depth, out_reg=out_reg)
     got, expected, _ = run_buffer(dut, samples, exits, seed=seed, idle=idle, stall=stall,
                                   dec_idle=dec_idle, late=late)
+    assert got == expected
+
+
+@pytest.mark.parametrize("depth,bps,columns", [
+    (4, 130, [18, 18, 18, 14]),     # 520 words: 1024 x 18 block RAMs
+    (2, 100, [36, 32]),             # 200 words: 512 x 36
+    (8, 200, [9] * 7 + [5]),        # 1600 words: 2048 x 9
+])
+def test_out_reg_stores_wide_payloads_in_columns_one_block_ram_deep(depth, bps, columns):
+    """With ``out_reg`` a wide payload (8 lanes of 8 bits, id and flags: 68 bits) is stored in
+    columns each as deep as the buffer and no wider than the block RAM shape that holds that
+    many words, so no read data goes through a mux of RAMs; the beats still match the model
+    (the columns are written and read as one)."""
+    sig = activation_signature(8, 8, id_width=2)
+    rng = random.Random(depth + bps)
+    n = 3 * depth + 2
+    samples = make_samples(rng, n, bps, lanes=8)
+    for s in samples:
+        for beat in s:
+            beat["id"] %= 4
+    exits = [rng.random() < 0.4 for _ in range(n)]
+    dut = ConditionalBuffer(sig, beats_per_sample=bps, depth=depth, out_reg=True)
+    assert dut.columns == columns
+    names = {name for _, name, _ in Fragment.get(dut, None).subfragments}
+    assert {f"mem{k}" for k in range(len(columns))} <= names
+    got, expected, _ = run_buffer(dut, samples, exits, seed=depth, stall=0.3, idle=0.1)
     assert got == expected
 
 

@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from exitgate.hw.beats import beat_payloads, lanes_to_map, map_to_lanes, pack_beat
 from exitgate.hw.conv import Conv2dStage, conv2d_acc, conv2d_golden
-from exitgate.hw.mvu import accumulator_width, requantise_value
-from exitgate.numerics import bits_for_range, requantise
+from exitgate.hw.mvu import accumulator_width, requantise_split, requantise_value
+from exitgate.numerics import bits_for_range, int_range, requantise
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conv_cases import conv_inputs, make_conv  # noqa: E402
@@ -90,10 +90,11 @@ def test_conv_throughput_and_latency(run_stream, p):
                               weight_bits=4, in_signed=False, shift=4, pe=p["pe"],
                               simd=p["simd"], in_lanes=p["in_lanes"], out_lanes=p["out_lanes"])
         shallow._MustUse__silence = True          # only its latency is read
-        # input skid buffer, second operand register, tree registers at 4 levels instead of 2,
-        # the requantised result's register, the output FIFO's buffered read (two cycles
-        # instead of the output register's one), the skid buffer between window and buffer
-        assert dut.latency == shallow.latency + 1 + 1 + 4 - 2 + 1 + 1 + 1
+        # input skid buffer, the ROM-output and second operand registers, the products'
+        # landing register, tree registers at 4 levels instead of 2, the requantiser's first
+        # stage and the result's register, the output FIFO's buffered read (two cycles instead
+        # of the output register's one), the skid buffer between window and buffer
+        assert dut.latency == shallow.latency + 1 + 2 + 1 + 4 - 2 + 2 + 1 + 1
         assert dut.initiation_interval == shallow.initiation_interval
     if "banks" not in p and p["c"] == 1:
         assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf
@@ -130,19 +131,32 @@ def test_accumulator_width_from_bounds():
     assert accumulator_width(w, b, 8, True) == bits_for_range(-(7 * 128 + 5), 7 * 128 + 5)
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-stage", "split"])
 @pytest.mark.parametrize("shift,bits,out_signed,relu", [
     (3, 8, True, False), (4, 4, False, True), (1, 8, True, True), (0, 6, True, False),
     (-2, 8, True, False), (6, 3, True, False)])
-def test_requantiser_logic_matches_numerics(shift, bits, out_signed, relu):
+def test_requantiser_logic_matches_numerics(shift, bits, out_signed, relu, split):
     width = 14
     acc = Signal(signed(width))
     out = Signal(signed(bits + 1))
     m = Module()
-    m.d.comb += out.eq(requantise_value(acc, shift, bits, out_signed, relu))
+    if split:       # the deep MVU's two stages (`requantise_split`), registers as wires here
+        first, second = requantise_split(acc, shift, bits, out_signed, relu)
+        regs = [Signal(v.shape()) for v in first]
+        m.d.comb += [r.eq(v) for r, v in zip(regs, first)]
+        m.d.comb += out.eq(second(regs))
+    else:
+        m.d.comb += out.eq(requantise_value(acc, shift, bits, out_signed, relu))
     rng = np.random.default_rng(shift + 10)
     values = list(rng.integers(-(1 << (width - 1)), 1 << (width - 1), 300))
     if shift > 0:  # exact ties, both parities, both signs
         values += [s * ((k << shift) + (1 << (shift - 1))) for k in range(6) for s in (1, -1)]
+    # every remainder of the quotients next to the clamp bounds (where rounding up crosses one)
+    lo, hi = int_range(bits, out_signed)
+    lo = max(lo, 0) if relu else lo
+    s = max(shift, 0)
+    values += [(q << s) + r for q in (lo - 2, lo - 1, lo, hi - 1, hi, hi + 1)
+               for r in range(1 << s) if -(1 << (width - 1)) <= (q << s) + r < 1 << (width - 1)]
     values += [-(1 << (width - 1)), (1 << (width - 1)) - 1, 0, -1]
     got = []
 
