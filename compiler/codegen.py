@@ -79,13 +79,13 @@ def decision_store(spec: DecisionSpec, producer_cycles: float) -> str:
 
 
 def decision_unit(stage: Stage, logits_blk, *, id_width: int, threshold: int,
-                  mode: int) -> ExitDecision:
+                  mode: int, deep: bool = False) -> ExitDecision:
     """The `ExitDecision` of a decision stage fed by ``logits_blk`` (its store by
-    `decision_store`)."""
+    `decision_store`; on deep boards, `HwGraph.deep`, with its saturation bound register)."""
     spec = DecisionSpec.from_dict(stage.params["decision"])
     return ExitDecision(spec, logit_width=logits_blk.acc_width, id_width=id_width,
                         threshold=threshold, mode=mode,
-                        store=decision_store(spec, logits_blk.cycles_per_sample))
+                        store=decision_store(spec, logits_blk.cycles_per_sample), bound=deep)
 
 
 def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool,
@@ -241,7 +241,7 @@ class Accelerator(wiring.Component):
             spec = DecisionSpec.from_dict(st.params["decision"])
             final = k == g.exits - 1
             logits_blk = self.blocks[st.src]
-            dec = decision_unit(st, logits_blk, id_width=self.id_width,
+            dec = decision_unit(st, logits_blk, id_width=self.id_width, deep=g.deep,
                                 threshold=1 << spec.threshold_bits if final else self.thresholds[k],
                                 mode=MODE_ALWAYS if final else MODE_THRESHOLD)
             m.submodules[f"decision{k}"] = dec

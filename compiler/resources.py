@@ -412,12 +412,13 @@ def block_features(kind: str, family: str, **p) -> _Features:
         # the "single" store keeps one copy of the logits and of z_max (ExitDecision store)
         copies = 1 if p.get("store", "double") == "single" else 2
         # the max and, per copy, the max with the index's rounding term (one bit wider) and
-        # the index's saturation bound (two bits wider)
-        x.add("regs", copies * (cl * wd + wd + 1 + wd + 2) + wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
+        # (``bound``, deep boards) the index's saturation bound (two bits wider)
+        bound = p.get("bound", False)
+        x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
               + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6)  # the pipelined sum stage
         x.add("mux_bits", (cl * wd if copies == 2 else wd) + 2 * sb)
-        x.add("cmp_bits", 3 * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
+        x.add("cmp_bits", (2 + bound) * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
@@ -599,7 +600,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         out.append((f"decision{st.exit}", "decision",
                     {"spec": spec, "logit_width": acc[st.src], "id_width": id_width,
                      "final": st.exit == graph.exits - 1,
-                     "store": decision_store(spec, cycles[st.src])}))
+                     "store": decision_store(spec, cycles[st.src]), "bound": graph.deep}))
         if graph.skids:     # after the decision unit: its result payload
             out.append((f"skid_d{st.exit}", "skid",
                         {"width": decision_layout(id_width, graph.classes,

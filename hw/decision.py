@@ -30,20 +30,24 @@ through index register -> LUT read register -> accumulator, ``C + 2`` cycles) ->
 No path has more than one carry chain and a compare with a constant, or an add-and-compare,
 between registers (Fmax): the LUT index's rounding term is added to the max as it is collected
 (``zmax_h = z_max + 2**(s-1)``, a register beside ``z_max``), so the index of ``z_j`` is
-``min((zmax_h - z_j) >> s, K-1)``, one subtraction; and so is the saturation's bound
-(``zmax_c = zmax_h - (K << s)``, another register beside it), so that ``K-1`` is chosen by a
-compare of ``z_j`` with ``zmax_c`` beside the subtraction, not by one after it.
+``min((zmax_h - z_j) >> s, K-1)``, one subtraction and a compare with a constant. With
+``bound=True`` (for boards with flip-flops to spare: the compiler sets it on deep boards) the
+saturation's bound is added as the max is collected too (``zmax_c = zmax_h - (K << s)``,
+another register beside it, ``W_c`` bits, normally ``W + 2``, in each logit store), so that
+``K-1`` is chosen by a compare of ``z_j`` with ``zmax_c`` beside the subtraction, not by one
+after it.
 Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
 
 Logit store (``store=``): ``"double"`` (the default, above) keeps two copies of a sample's logits,
 the collect shift register ``z1`` and the sum stage's ``z2`` (plus its rounded max ``zmaxh2``,
-``W_h`` bits, normally ``W + 1``, and bound ``zmaxc2``, ``W_c`` bits, normally ``W + 2``), so that
+``W_h`` bits, normally ``W + 1``, and with ``bound`` ``zmaxc2``), so that
 collecting sample n+1 overlaps summing sample n: ``2 * C * W`` flip-flops and a ``C * W``-bit load
 mux. ``"single"`` keeps one: the sum stage reads the logits and the max straight out of the collect
 registers, shifting that one store as it issues, and only the sample's id, argmax, threshold and
 mode are copied on to it (they are overwritten by the next sample's first logit). No ``z2``, no
-``zmaxh2`` or ``zmaxc2``, no load mux: ``C * W + W_h + W_c - 1`` flip-flops fewer (``i.ready`` is a register here) and
+``zmaxh2`` (nor ``zmaxc2``), no load mux: ``C * W + W_h - 1`` flip-flops fewer (``+ W_c`` with
+``bound``; ``i.ready`` is a register here) and
 about ``C * W`` LUTs fewer. It is meant for small devices whose logits come from a folded layer far
 slower than the unit, where the overlap buys nothing. Ports, results and the write semantics are
 those of ``"double"``; the timing differs:
@@ -120,7 +124,7 @@ class ExitDecision(wiring.Component):
     """
 
     def __init__(self, spec, *, logit_width: int, id_width: int, threshold: int,
-                 mode: int = MODE_THRESHOLD, store: str = "double"):
+                 mode: int = MODE_THRESHOLD, store: str = "double", bound: bool = False):
         if not isinstance(spec, DecisionSpec):
             raise TypeError(f"spec must be a DecisionSpec, got {spec!r}")
         _check_int("logit_width", logit_width, 2, 32)
@@ -136,6 +140,7 @@ class ExitDecision(wiring.Component):
             raise ValueError(f"store must be 'double' or 'single', got {store!r}")
         self.spec = spec
         self.store = store
+        self.bound = bool(bound)
         self.logit_width = logit_width
         self.id_width = id_width
         self.threshold_init = threshold
@@ -187,14 +192,17 @@ class ExitDecision(wiring.Component):
     def _index(self, zmax_h, zmax_c, z):
         """LUT index of logit ``z`` (numerics.lut_index of ``z_max - z``), from the sample's
         max with the rounding term already added (``zmax_h = z_max + 2**(s-1)``, registered with
-        the max): ``(z_max - z + 2**(s-1)) >> s`` is one subtraction. It saturates at ``K-1``
-        when ``z <= zmax_c``, ``zmax_c = zmax_h - T`` (`_clamp_offset`) also registered with the
-        max: a compare of two registers beside the subtraction, not after it (Fmax: one carry
-        chain and a mux between registers)."""
+        the max): ``(z_max - z + 2**(s-1)) >> s`` is one subtraction, saturating at ``K-1``
+        by a compare with a constant after it; with ``bound``, when ``z <= zmax_c``,
+        ``zmax_c = zmax_h - T`` (`_clamp_offset`) also registered with the max: a compare of two
+        registers beside the subtraction, not after it (Fmax: one carry chain and a mux between
+        registers). ``zmax_c`` is None without ``bound``."""
         spec = self.spec
         s = spec.index_shift
         t = zmax_h - z                  # >= 2**(s-1) (z <= z_max)
         k = t >> s if s > 0 else t << -s
+        if zmax_c is None:
+            return Mux(k > spec.lut_size - 1, spec.lut_size - 1, k)
         return Mux(z <= zmax_c, spec.lut_size - 1, k)
 
     def elaborate(self, platform):
@@ -219,7 +227,8 @@ class ExitDecision(wiring.Component):
         zmaxh1 = Signal(hshape)                     # zmax1 + half (the LUT index's rounding)
         clamp = self._clamp_offset()
         cshape = signed(max(W, half.bit_length() + 1, clamp.bit_length() + 1) + 2)
-        zmaxc1 = Signal(cshape)                     # zmaxh1 - clamp (the index's saturation)
+        # zmaxh1 - clamp (the index's saturation bound; only with ``bound``)
+        zmaxc1 = Signal(cshape) if self.bound else None
         id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
         cnt1 = Signal(range(C))
         full1 = Signal()
@@ -232,7 +241,8 @@ class ExitDecision(wiring.Component):
             z2, zmaxh2, zmaxc2, arg2 = z1, zmaxh1, zmaxc1, Signal(cw)
         else:
             z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
-            zmaxh2, zmaxc2, arg2 = Signal(hshape), Signal(cshape), Signal(cw)
+            zmaxh2, arg2 = Signal(hshape), Signal(cw)
+            zmaxc2 = Signal(cshape) if self.bound else None
         id2, t2, mode2 = Signal(self.id_width), Signal(B + 1), Signal(2)
         j2 = Signal(range(C))
         acc2 = Signal(spec.sum_bits)
@@ -292,12 +302,13 @@ class ExitDecision(wiring.Component):
                 m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
                 m.d.sync += z1[C - 1].eq(logit)
             with m.If(cnt1 == 0):
-                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half),
-                             zmaxc1.eq(logit + (half - clamp)), arg1.eq(0),
+                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(0),
                              id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
             with m.Elif(logit > zmax1):
-                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half),
-                             zmaxc1.eq(logit + (half - clamp)), arg1.eq(cnt1)]
+                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(cnt1)]
+            if self.bound:
+                with m.If((cnt1 == 0) | (logit > zmax1)):
+                    m.d.sync += zmaxc1.eq(logit + (half - clamp))
             with m.If(cnt1 == C - 1):
                 m.d.sync += [cnt1.eq(0), full1.eq(1)]
             with m.Else():
@@ -332,7 +343,9 @@ class ExitDecision(wiring.Component):
                              acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
             else:
                 m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
-                m.d.sync += [zmaxh2.eq(zmaxh1), zmaxc2.eq(zmaxc1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
+                if self.bound:
+                    m.d.sync += zmaxc2.eq(zmaxc1)
+                m.d.sync += [zmaxh2.eq(zmaxh1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
                              mode2.eq(mode1), j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
         with m.Elif(s3_load):
             m.d.sync += busy2.eq(0)

@@ -103,13 +103,15 @@ def run_decision(dut: ExitDecision, logits, ids, *, seed=0, idle=0.0, stall=0.0,
 @with_stores
 @pytest.mark.parametrize("seed,idle,stall,write_prob", [
     (1, 0.0, 0.0, 0.0), (2, 0.3, 0.3, 0.05), (3, 0.1, 0.7, 0.2)])
-def test_matches_model_random(seed, idle, stall, write_prob, store):
+@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
+def test_matches_model_random(seed, idle, stall, write_prob, store, bound):
     rng = np.random.default_rng(seed)
     n = 700
     logits = random_logits(rng, n, SPEC.classes, LOGIT_WIDTH)
     ids = rng.integers(0, 1 << 8, size=n)
     dut = ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8,
-                       threshold=SPEC.threshold_register(0.6), store=store)
+                       threshold=SPEC.threshold_register(0.6), store=store,
+                       bound=bound)
     got, seen, *_ = run_decision(dut, logits, ids, seed=seed, idle=idle, stall=stall,
                                  write_prob=write_prob)
     assert len(seen) == n
@@ -119,14 +121,16 @@ def test_matches_model_random(seed, idle, stall, write_prob, store):
 
 
 @with_stores
-def test_extremes_small_config(store):
+@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
+def test_extremes_small_config(store, bound):
     """Every vector of a tiny config, including differences far beyond the LUT and all modes."""
     spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
                         threshold_bits=4)
     vals = [-16, -15, -3, -1, 0, 1, 2, 7, 15]
     vecs = np.array([[a, b, c] for a in vals for b in vals for c in vals])
     for mode, t in ((MODE_THRESHOLD, 9), (MODE_NEVER, 9), (MODE_ALWAYS, 16)):
-        dut = ExitDecision(spec, logit_width=5, id_width=4, threshold=t, mode=mode, store=store)
+        dut = ExitDecision(spec, logit_width=5, id_width=4, threshold=t, mode=mode, store=store,
+                           bound=bound)
         ids = np.arange(len(vecs)) % 16
         got, seen, *_ = run_decision(dut, vecs, ids, seed=mode, idle=0.2, stall=0.2)
         assert got == decision_model(spec, seen)
@@ -139,14 +143,16 @@ def test_extremes_small_config(store):
     (1, 3, 8),      # s = -2: a left shift
     (9, 1, 8),      # s = 8 = W: the rounding term 2**7 does not fit a signed logit
 ])
-def test_index_shifts(logit_frac, lut_frac, width, store):
+@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
+def test_index_shifts(logit_frac, lut_frac, width, store, bound):
     """The LUT index ``min((zmax_h - z) >> s, K-1)`` with the rounding term folded into the max
     (``zmax_h = z_max + 2**(s-1)``) matches numerics.lut_index for every kind of shift."""
     spec = DecisionSpec(classes=4, logit_frac_bits=logit_frac, lut_frac_bits=lut_frac,
                         exp_bits=6, threshold_bits=5)
     rng = np.random.default_rng(logit_frac * 10 + lut_frac)
     logits = random_logits(rng, 200, spec.classes, width)
-    dut = ExitDecision(spec, logit_width=width, id_width=4, threshold=20, store=store)
+    dut = ExitDecision(spec, logit_width=width, id_width=4, threshold=20, store=store,
+                       bound=bound)
     got, seen, *_ = run_decision(dut, logits, np.arange(200) % 16, seed=5, stall=0.2)
     assert got == decision_model(spec, seen)
     assert len({r["confidence"] for r in got}) > 1      # not all saturated or all equal
@@ -257,19 +263,32 @@ def _flip_flops(dut) -> int:
     return sum(n for cell, n in cells.items() if "DFF" in cell)
 
 
-def test_single_store_drops_the_second_copy():
-    """"single" has no second logit store, no second rounded max and no second saturation
-    bound (C*W + W_h + W_c flip-flops fewer, W_h = W + 1 and W_c = W + 2 here; yosys shares some
-    of the bound's bits, e.g. its low bits are the rounded max's, since ``T``'s are zeros), and
-    one flip-flop more (its i.ready is registered)."""
-    kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128)
+@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
+def test_single_store_drops_the_second_copy(bound):
+    """"single" has no second logit store and no second rounded max (C*W + W_h flip-flops
+    fewer, W_h = W + 1 here), and with ``bound`` no second saturation bound (up to W_c = W + 2
+    more: yosys shares some of its bits, e.g. its low bits are the rounded max's, since ``T``'s
+    are zeros), and one flip-flop more (its i.ready is registered)."""
+    kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128, bound=bound)
     double, single = ExitDecision(SPEC, **kw), ExitDecision(SPEC, **kw, store="single")
     assert SPEC.index_shift > 0 and (1 << (SPEC.index_shift - 1)) < 1 << (LOGIT_WIDTH - 1)
     assert SPEC.lut_size << SPEC.index_shift < 1 << (LOGIT_WIDTH - 1)
     saved = _flip_flops(double) - _flip_flops(single)
-    copies = SPEC.classes * LOGIT_WIDTH + (LOGIT_WIDTH + 1)
-    assert copies - 1 < saved <= copies + (LOGIT_WIDTH + 2) - 1
+    copies = SPEC.classes * LOGIT_WIDTH + (LOGIT_WIDTH + 1) - 1
+    if bound:
+        assert copies < saved <= copies + LOGIT_WIDTH + 2
+    else:
+        assert saved == copies
     assert single.initiation_interval > double.initiation_interval  # the price
+
+
+def test_bound_costs_flip_flops_only_when_asked():
+    """``bound`` adds the saturation bound's register (up to W + 2 bits per logit store, some
+    shared with the rounded max by yosys); without it the unit is as before."""
+    kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128)
+    extra = (_flip_flops(ExitDecision(SPEC, **kw, bound=True))
+             - _flip_flops(ExitDecision(SPEC, **kw)))
+    assert 0 < extra <= 2 * (LOGIT_WIDTH + 2)
 
 
 @with_stores
