@@ -1,18 +1,18 @@
 """Design-space exploration: choose every stage's folding to maximise throughput in a budget.
 
-Exit-aware (as ATHEENA): a level-k stage only sees the fraction f_k of samples that continued
-past the earlier exits, so its cost in the objective is f_k * cycles. The search is greedy on
-the bottleneck (as FINN's folding search): start from the smallest folding; repeatedly take the
-stage with the largest f_k * cycles and apply the change of folding with the best throughput
-gain per added multiplier (or, for a pool or buffer limited by its input lanes, a change of the
-conv feeding it) that keeps the whole design's estimated resources inside the budget; when the
-best change overflows, the next best that fits and raises the throughput is taken; stop when
-no change fits. With ``soft`` (``exitgate compile --soft-multipliers``), a change that
-overflows only the DSPs is tried once more with as many of that stage's PE rows' products in
-logic as the DSPs fall short (`Fold.soft`: LUTs and carry chains, same cycles): a board whose
-DSPs are spent long before its LUTs (the ECP5-85F: 156 DSPs, 84k LUTs) keeps folding out where
-the bottleneck is instead of stopping. The no-exit baseline is the same search with every fraction 1 on the baseline
-graph, under the same budget.
+Exit-aware (as ATHEENA): a level-k stage only sees the fraction f_k of samples that continued past
+the earlier exits, so its cost in the objective is f_k * cycles. The search is greedy on the
+bottleneck (as FINN's folding search): start from the smallest folding; repeatedly take the stage
+with the largest f_k * cycles and apply the change of folding with the best throughput gain per
+added multiplier (or, for a pool or buffer limited by its input lanes, a change of the conv feeding
+it) that keeps the whole design's estimated resources inside the budget; when the best change
+overflows, the next best that fits and raises the throughput is taken; stop when no change fits.
+With ``soft`` (``exitgate compile --soft-multipliers``), a change that overflows only the DSPs is
+tried once more with as many of that stage's PE rows' products in logic as the DSPs fall short
+(`Fold.soft`: LUTs and carry chains, same cycles): a board whose DSPs are spent long before its
+LUTs (the ECP5-85F: 156 DSPs, 84k LUTs) keeps folding out where the bottleneck is instead of
+stopping. The no-exit baseline is the same search with every fraction 1 on the baseline graph,
+under the same budget.
 """
 
 from __future__ import annotations

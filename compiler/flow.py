@@ -81,7 +81,7 @@ def format_fold_table(manifest: dict) -> str:
     for s in manifest["stages"]:
         f = s.get("fold", {})
         b = base.get(s["name"], {}).get("fold")
-        bs = f"{b['pe']} x {b['simd']}" + (f" {mults(b)}" if b.get("soft") else "") if b else "-"
+        bs = "-" if not b else f"{b['pe']} x {b['simd']}" + (f" {mults(b)}" if b.get("soft") else "")
         lines.append(f"{s['name']:<7}{s['kind']:<10}{s['level']:>5}{str(tuple(s['in_shape'])):>14}"
                      f"{str(tuple(s['out_shape'])):>14}{f.get('pe', ''):>4}{f.get('simd', ''):>6}"
                      f"{f.get('out_lanes', ''):>6}{mults(f):>6}{s['cycles_per_sample']:>9}  {bs}")

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hw.cond_buffer import DP16KD_SHAPES
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
 from ..hw.mvu import (accumulator_width, adder_tree_registers, ecp5_dsp_family_fits,
@@ -99,9 +100,12 @@ class MemoryMap:
     bits: int = 0
 
 
-_BRAM_GEOMETRY = {  # family -> (cost per tile, [(width, depth)], ROM-only extra geometries)
+#: family -> (cost per tile, [(width, depth)], extra geometries for one write and one read port
+#: only); ECP5's are the conditional buffer's `DP16KD_SHAPES`
+_BRAM_GEOMETRY = {
     "ice40": (64, [(2, 2048), (4, 1024), (8, 512), (16, 256)], []),
-    "ecp5": (128, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024)], [(36, 512)]),
+    "ecp5": (128, [s for s in DP16KD_SHAPES if s[0] <= 18],
+             [s for s in DP16KD_SHAPES if s[0] > 18]),
     "xc7": (128, [(1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024)],
             [(72, 512)]),
 }
@@ -267,7 +271,7 @@ def _mvu_pipeline_bits(pe, simd, ib, wb, bias_w, in_dsp: frozenset = frozenset()
     prod = ib + wb + 1
     wbits = _distinct_rom_bits(pe * simd * wb, rom_depth)
     bits = pe * bias_w + 5 + pe * bias_w + 5
-    if deep:        # the input skid buffer (two chunks, flags, state), the "rom" and "pre" registers
+    if deep:        # the input skid buffer (two chunks, flags, state), "rom" and "pre" registers
         bits += 2 * (simd * ib + 2) + 2 + 2 * (simd * ib + wbits + pe * bias_w + 5)
     soft_w = _distinct_rom_bits(soft_rows * simd * wb, rom_depth)
     bits += simd * ib if ("x" not in in_dsp or soft_rows) else 0
@@ -414,8 +418,8 @@ def block_features(kind: str, family: str, **p) -> _Features:
         # the max and, per copy, the max with the index's rounding term (one bit wider) and
         # (``bound``, deep boards) the index's saturation bound (two bits wider)
         bound = p.get("bound", False)
-        x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3
-              + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
+        x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw
+              + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6)  # the pipelined sum stage
         x.add("mux_bits", (cl * wd if copies == 2 else wd) + 2 * sb)
         x.add("cmp_bits", (2 + bound) * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
@@ -486,7 +490,8 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
             out_bits (acc_width for logits), out_lanes, deep (optional), soft (optional)
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
-            mode, its threshold compare is optimised away), store ("double" | "single")
+            mode, its threshold compare is optimised away), store ("double" | "single"),
+            bound (optional, default False: the saturation-bound register, `HwGraph.deep`)
     cond_buffer  width (payload bits), beats_per_sample, depth, out_reg (default False)
     skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);
     router;  tagger;  id_counter width

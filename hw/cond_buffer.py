@@ -40,7 +40,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model",
-           "cond_buffer_latency"]
+           "cond_buffer_latency", "DP16KD_SHAPES"]
 
 
 def cond_buffer_latency(out_reg: bool = False) -> int:
@@ -62,34 +62,19 @@ def cond_buffer_model(samples, exits) -> list:
     return [beat for sample, ex in zip(samples, exits) if not ex for beat in sample]
 
 
-#: block-RAM aspect ratios (width, depth) of the ECP5 DP16KD (Xilinx RAMB18s have the same and
-#: deeper ones), widest first
-_BRAM_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+#: block-RAM aspect ratios (width, depth) of the ECP5 DP16KD, widest first; 36 x 512 only with
+#: one write and one read port (Xilinx RAMB18s have the same and deeper ones). The resource
+#: model (`exitgate.compiler.resources`) maps ECP5 memories with the same table.
+DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 
 
 def _column_bits(width: int, depth: int) -> int:
     """Bits per column of a ``depth``-word memory stored one block RAM deep: the widest
-    `_BRAM_SHAPES` that holds ``depth`` words (``width``, one column, beyond them all)."""
-    for bits, words in _BRAM_SHAPES:
+    `DP16KD_SHAPES` that holds ``depth`` words (``width``, one column, beyond them all)."""
+    for bits, words in DP16KD_SHAPES:
         if depth <= words:
             return min(bits, width)
     return width
-
-
-class _Ports:
-    """The write or read ports of a memory stored in columns, addressed as one."""
-
-    def __init__(self, ports, cols: int):
-        self.ports, self.cols = ports, cols
-        self.data = Cat(*(p.data for p in ports))
-
-    def connect(self, addr, data, en) -> list:
-        out = []
-        for k, p in enumerate(self.ports):
-            out += [p.addr.eq(addr), p.en.eq(en)]
-            if data is not None:
-                out.append(p.data.eq(data[k * self.cols:(k + 1) * self.cols]))
-        return out
 
 
 class ConditionalBuffer(wiring.Component):
@@ -158,13 +143,12 @@ class ConditionalBuffer(wiring.Component):
         # with out_reg (ECP5) the payload is stored in columns, each one block RAM deep
         # (`_column_bits`): a block RAM's read data then goes straight to its register, not
         # through a mux of RAMs that sit rows apart
-        cols = self.columns[0]
         mems = [Memory(shape=bits, depth=total, init=[]) for bits in self.columns]
         for k, mem in enumerate(mems):
             m.submodules[f"mem{k}" if len(mems) > 1 else "mem"] = mem
         wrs = [mem.write_port() for mem in mems]
         rds = [mem.read_port(transparent_for=()) for mem in mems]
-        wr, rd = _Ports(wrs, cols), _Ports(rds, cols)
+        rd_data = Cat(*(rd.data for rd in rds))
 
         wr_addr, rd_addr = Signal(range(total)), Signal(range(total))
         wr_beat, rd_beat = Signal(range(bps)), Signal(range(bps))
@@ -198,7 +182,11 @@ class ConditionalBuffer(wiring.Component):
         m.d.comb += self.i.ready.eq(writing | has_room)
         w_fire = self.i.valid & self.i.ready
         m.d.comb += alloc.eq(w_fire & ~writing)
-        m.d.comb += wr.connect(wr_addr, self.i.payload.as_value(), w_fire)
+        data, lo = self.i.payload.as_value(), 0
+        for wr in wrs:
+            m.d.comb += [wr.addr.eq(wr_addr), wr.en.eq(w_fire),
+                         wr.data.eq(data[lo:lo + len(wr.data)])]
+            lo += len(wr.data)
         with m.If(w_fire):
             m.d.sync += [wr_addr.eq(inc(wr_addr, total)), wr_beat.eq(inc(wr_beat, bps)),
                          writing.eq(wr_beat != bps - 1)]
@@ -235,7 +223,7 @@ class ConditionalBuffer(wiring.Component):
             b_data = Signal(width, reset_less=True)    # b_valid says when it is valid
             advance_b = ~b_valid | self.o.ready
             with m.If(advance_b):
-                m.d.sync += [b_valid.eq(out_valid), b_data.eq(rd.data)]
+                m.d.sync += [b_valid.eq(out_valid), b_data.eq(rd_data)]
             advance = ~out_valid | advance_b
         else:
             advance = ~out_valid | self.o.ready
@@ -258,7 +246,8 @@ class ConditionalBuffer(wiring.Component):
         # read: its data is only looked at when ``out_valid`` says a read put it there, and it
         # holds while the output is stalled. So ``read`` (the beat and slot logic) does not fan
         # out to every block RAM's clock enable (Fmax: that pulled the read logic apart).
-        m.d.comb += rd.connect(rd_addr, None, advance)
+        for rd in rds:
+            m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(advance)]
         with m.If(read):
             m.d.sync += [rd_addr.eq(inc(rd_addr, total)), rd_beat.eq(inc(rd_beat, bps)),
                          rd_last.eq(rd_beat == (bps - 2) % bps)]
@@ -281,5 +270,5 @@ class ConditionalBuffer(wiring.Component):
         if self.out_reg:
             m.d.comb += [self.o.valid.eq(b_valid), self.o.payload.eq(b_data)]
         else:
-            m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(rd.data)]
+            m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(rd_data)]
         return m

@@ -301,14 +301,14 @@ class ExitDecision(wiring.Component):
             if not single:
                 m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
                 m.d.sync += z1[C - 1].eq(logit)
+            # a new max: the max, its rounded form and (``bound``) the saturation bound
+            new_max = [zmax1.eq(logit), zmaxh1.eq(logit + half)] + (
+                [zmaxc1.eq(logit + (half - clamp))] if self.bound else [])
             with m.If(cnt1 == 0):
-                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(0),
-                             id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
+                m.d.sync += new_max + [arg1.eq(0), id1.eq(self.i.payload.id), t1.eq(t_reg),
+                                       mode1.eq(mode_reg)]
             with m.Elif(logit > zmax1):
-                m.d.sync += [zmax1.eq(logit), zmaxh1.eq(logit + half), arg1.eq(cnt1)]
-            if self.bound:
-                with m.If((cnt1 == 0) | (logit > zmax1)):
-                    m.d.sync += zmaxc1.eq(logit + (half - clamp))
+                m.d.sync += new_max + [arg1.eq(cnt1)]
             with m.If(cnt1 == C - 1):
                 m.d.sync += [cnt1.eq(0), full1.eq(1)]
             with m.Else():
@@ -343,8 +343,7 @@ class ExitDecision(wiring.Component):
                              acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
             else:
                 m.d.sync += [z2[j].eq(z1[j]) for j in range(C)]
-                if self.bound:
-                    m.d.sync += zmaxc2.eq(zmaxc1)
+                m.d.sync += [zmaxc2.eq(zmaxc1)] if self.bound else []
                 m.d.sync += [zmaxh2.eq(zmaxh1), arg2.eq(arg1), id2.eq(id1), t2.eq(t1),
                              mode2.eq(mode1), j2.eq(0), acc2.eq(0), busy2.eq(1), issuing2.eq(1)]
         with m.Elif(s3_load):

@@ -20,16 +20,17 @@ chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
 through a skid buffer, adds two operand registers in front of the products (the first takes the
-ROMs' outputs, whose block-RAM clock-to-out leaves little of a cycle for anything but the route
-to it), lands the products in a register of their own before the adder tree (the DSPs sit in
-rows across the die, far from the tree), registers the adder tree after every level and splits
-the requantiser into two register stages (`requantise_split`), and never stalls the pipeline: results leave through an output FIFO
-(`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed RAM on ECP5) and a pass's
-last chunk is only issued while the FIFO has room for every result already in flight (a credit
-counter). So the front pipeline has no enable at all: the DSPs' clock enables are tied high
-instead of fanning one enable out to every DSP of a wide MVU, and the chunk stream's ``ready``
-depends only on the MVU's own registers (the fold counter and the credit flag), never on the
-consumer's ``ready``. The requantised result is registered before it is written to the FIFO.
+ROMs' outputs, whose block-RAM clock-to-out leaves little of a cycle for anything but the route to
+it), lands the products in a register of their own before the adder tree (the DSPs sit in rows
+across the die, far from the tree), registers the adder tree after every level and splits the
+requantiser into two register stages (`requantise_split`), and never stalls the pipeline: results
+leave through an output FIFO (`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed
+RAM on ECP5) and a pass's last chunk is only issued while the FIFO has room for every result
+already in flight (a credit counter). So the front pipeline has no enable at all: the DSPs' clock
+enables are tied high instead of fanning one enable out to every DSP of a wide MVU, and the chunk
+stream's ``ready`` depends only on the MVU's own registers (the fold counter and the credit flag),
+never on the consumer's ``ready``. The requantised result is registered before it is written to the
+FIFO.
 `mvu_latency` 12 + ceil(log2 SIMD); same results and cycles per vector.
 
 The operand, product and adder-tree registers have no reset (the flags riding beside them
@@ -68,8 +69,9 @@ from ..numerics import bits_for_range, int_range
 from .plumbing import SkidBuffer
 from .stream import activation_signature
 
-__all__ = ["requantise_value", "requantise_split", "accumulator_width", "chunk_signature", "MatrixVectorUnit",
-           "mvu_latency", "mvu_fifo_depth", "adder_tree_registers", "LaneSerialiser", "elements",
+__all__ = ["requantise_value", "requantise_split", "accumulator_width", "chunk_signature",
+           "MatrixVectorUnit", "mvu_latency", "mvu_fifo_depth", "adder_tree_registers",
+           "LaneSerialiser", "elements",
            "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product", "soft_rows"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
@@ -148,24 +150,31 @@ def mvu_fifo_depth(simd: int, sf: int) -> int:
     return -(-(mvu_latency(simd, True) - 1) // sf) + 1
 
 
-def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
-    """Logic for `exitgate.numerics.requantise` on a signed Amaranth value ``acc``.
-
-    q = acc >> s (arithmetic), r = acc mod 2**s, round up iff r > 2**(s-1) or (r == 2**(s-1) and q
-    odd); ``shift <= 0`` is a left shift; then optional ReLU and a clamp to ``bits`` wide. Returns
-    a value in range, to be assigned to a ``bits``-wide signal.
-    """
+def _quotient(acc, shift: int):
+    """``(q, up)`` of `exitgate.numerics.requantise` on a signed value ``acc``: q = acc >> s
+    (arithmetic; ``shift <= 0`` is a left shift) and the round-up bit, r = acc mod 2**s >
+    2**(s-1) or (r == 2**(s-1) and q odd); ``up`` is None where nothing is shifted out."""
     acc = acc.as_signed()
     if shift <= 0:
-        rounded = acc << -shift
-    else:
-        q = acc >> shift
-        r = acc[:shift]
-        half = 1 << (shift - 1)
-        rounded = q + ((r > half) | ((r == half) & q[0]))
+        return acc << -shift, None
+    q, r, half = acc >> shift, acc[:shift], 1 << (shift - 1)
+    return q, (r > half) | ((r == half) & q[0])
+
+
+def _clamp_range(bits: int, out_signed: bool, relu: bool) -> tuple[int, int]:
+    """The requantised value's range: ``bits`` wide, and not below 0 with ReLU."""
     lo, hi = int_range(bits, out_signed)
-    if relu:
-        lo = max(lo, 0)
+    return (max(lo, 0) if relu else lo), hi
+
+
+def requantise_value(acc, shift: int, bits: int, out_signed: bool, relu: bool = False):
+    """Logic for `exitgate.numerics.requantise` on a signed Amaranth value ``acc``: the
+    quotient rounded half to even (`_quotient`), then optional ReLU and a clamp to ``bits``
+    wide. Returns a value in range, to be assigned to a ``bits``-wide signal.
+    """
+    q, up = _quotient(acc, shift)
+    rounded = q if up is None else q + up
+    lo, hi = _clamp_range(bits, out_signed, relu)
     return Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))
 
 
@@ -173,18 +182,12 @@ def requantise_split(acc, shift: int, bits: int, out_signed: bool, relu: bool = 
     """`requantise_value` in two register stages (Fmax: its rounding add and the two clamp
     compares are three carry chains in a row). Returns ``(first, second)``: ``first`` is a list
     of values of ``acc`` to register (the quotient's low ``bits`` bits, the round-up bit, and the
-    quotient compared with the clamp bounds), ``second(regs)``
-    the result from those registers (one ``bits``-wide increment and the clamp mux): the clamp
-    compares look at the quotient before rounding, which decides the same."""
-    acc = acc.as_signed()
-    if shift <= 0:
-        q, up = acc << -shift, Const(0, 1)
-    else:
-        q, r, half = acc >> shift, acc[:shift], 1 << (shift - 1)
-        up = (r > half) | ((r == half) & q[0])
-    lo, hi = int_range(bits, out_signed)
-    if relu:
-        lo = max(lo, 0)
+    quotient compared with the clamp bounds), ``second(regs)`` the result from those registers
+    (one ``bits``-wide increment and the clamp mux): the clamp compares look at the quotient
+    before rounding, which decides the same."""
+    q, up = _quotient(acc, shift)
+    up = Const(0, 1) if up is None else up
+    lo, hi = _clamp_range(bits, out_signed, relu)
     # q < lo: q + up <= lo, so the result is lo; q >= hi: q + up >= hi, so it is hi; otherwise
     # lo <= q + up <= hi, whose low bits are those of q plus the round-up bit
     first = [q[:bits], up, q < lo, q >= hi]
@@ -355,10 +358,9 @@ class MatrixVectorUnit(wiring.Component):
                     + elements(w_rd.data, pe * simd, self.weight_bits, True)
                     + elements(b_rd.data, pe, self.bias_width, True))
         if deep:
-            # one more operand register: the weight ROM's (block RAM) output and the chunk reach
-            # the multipliers through a register of their own (ROM -> DSP routing is long)
-            # (twice: the first right at the block RAMs' outputs, whose clock-to-out takes most
-            # of a cycle, so that route carries no other delay)
+            # two more operand registers: the ROMs' (block RAM) outputs land in the first with
+            # nothing but a route in front of it (their clock-to-out takes most of a cycle), and
+            # reach the multipliers through the second (ROM -> DSP routing is long)
             operands, flags = register(operands, flags, "rom")
             operands, flags = register(operands, flags, "pre")
         n_soft = self.soft_rows * simd       # the first soft_rows rows' products in logic
