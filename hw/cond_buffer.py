@@ -36,8 +36,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .ram import read_register, sdp_memory
 
 __all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model",
            "cond_buffer_latency", "DP16KD_SHAPES"]
@@ -143,11 +144,14 @@ class ConditionalBuffer(wiring.Component):
         # with out_reg (ECP5) the payload is stored in columns, each one block RAM deep
         # (`_column_bits`): a block RAM's read data then goes straight to its register, not
         # through a mux of RAMs that sit rows apart
-        mems = [Memory(shape=bits, depth=total, init=[]) for bits in self.columns]
+        mems = [sdp_memory(shape=bits, depth=total) for bits in self.columns]
         for k, mem in enumerate(mems):
             m.submodules[f"mem{k}" if len(mems) > 1 else "mem"] = mem
         wrs = [mem.write_port() for mem in mems]
-        rds = [mem.read_port(transparent_for=()) for mem in mems]
+        # a word is never read on the cycle it is written but while the read data is thrown
+        # away (`exitgate.hw.ram`): the read of beat ``rd_beat`` of the oldest slot needs it to
+        # have been written, and a write goes to a free slot or to a later beat of the newest
+        rds = [read_register(m, mem, wr, name=f"rd{k}") for k, (mem, wr) in enumerate(zip(mems, wrs))]
         rd_data = Cat(*(rd.data for rd in rds))
 
         wr_addr, rd_addr = Signal(range(total)), Signal(range(total))

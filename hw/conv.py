@@ -28,7 +28,6 @@ import math
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
@@ -36,6 +35,7 @@ from .counters import step_replay
 from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, mvu_latency,
                   chunk_signature, soft_rows)
 from .plumbing import SkidBuffer
+from .ram import read_register, sdp_memory
 from .stream import activation_signature
 from .window import (SlidingWindow, _check_lanes, _check_shape,
                      sliding_window_golden, window_signature)
@@ -139,8 +139,10 @@ class _WindowBuffer(wiring.Component):
         unit_bits = self.unit * self.width
         word_bits = wu * unit_bits
         nb = self.banks
-        m.submodules.banks = banks = Memory(shape=unsigned(word_bits), depth=nb * sf_max, init=[])
-        wr, rd = banks.write_port(), banks.read_port()
+        m.submodules.banks = banks = sdp_memory(shape=unsigned(word_bits), depth=nb * sf_max)
+        # the read port is enabled while bank rb fills, but its data is then not issued
+        wr = banks.write_port()
+        rd = read_register(m, banks, wr)
         full, bank_first, bank_last = Signal(nb), Signal(nb), Signal(nb)
 
         # Fill: gearbox of (wu - 1 + bu) units; word widx of bank wb from its lowest wu units.
@@ -162,7 +164,10 @@ class _WindowBuffer(wiring.Component):
                      wr.addr.eq(Mux(wb, sf_max + widx, widx) if nb == 2 else waddr),
                      wr.data.eq(stage[:word_bits]),
                      wr.en.eq(emit)]
-        m.d.sync += [stage.eq(Mux(emit, stage >> word_bits, stage)),
+        # an emitted word rotates to the top, not shifted out for zeros: those bits are written
+        # before they are emitted again, and a constant there would be a synchronous reset to
+        # yosys, whose ECP5 LSR pin then carries the emit logic (Fmax)
+        m.d.sync += [stage.eq(Mux(emit, stage.rotate_right(word_bits), stage)),
                      count.eq(left + Mux(accept, bu, 0))]
         with m.If(accept):
             with m.Switch(left):  # accept implies left < wu: the default is left == wu - 1

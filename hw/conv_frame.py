@@ -38,11 +38,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .conv import KERNEL, _ConvStage
 from .mvu import chunk_signature, mvu_latency
+from .ram import read_register, sdp_memory
 from .stream import activation_signature
 
 __all__ = ["FrameConv2dStage"]
@@ -112,9 +112,11 @@ class _FrameBuffer(wiring.Component):
         i, o = self.i, self.o
         c_max, h_max, w_max = self.shape
         frame = c_max * h_max * w_max
-        m.submodules.frames = frames = Memory(shape=unsigned(self.width), depth=BANKS * frame,
-                                              init=[])
-        wr, rd = frames.write_port(), frames.read_port()
+        m.submodules.frames = frames = sdp_memory(shape=unsigned(self.width),
+                                                  depth=BANKS * frame)
+        # the read port is enabled while bank rb fills, but its data is then not issued
+        wr = frames.write_port()
+        rd = read_register(m, frames, wr)
         full = Signal(BANKS)
 
         # Write: one beat a cycle into bank wb until it is full.

@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import requantise
@@ -34,6 +33,7 @@ from .conv import _check_common
 from .counters import step_replay
 from .mvu import (LaneSerialiser, MatrixVectorUnit, accumulator_width, chunk_signature,
                   mvu_latency, soft_rows)
+from .ram import read_register, sdp_memory
 from .stream import activation_signature
 from .window import _check_lanes, _check_shape
 
@@ -75,9 +75,11 @@ class _VectorBuffer(wiring.Component):
         sf_max, nf_max = self.sf, self.nf
         beat_bits = self.lanes * self.width
         per_word = self.simd // self.lanes
-        m.submodules.store = store = Memory(shape=unsigned(self.simd * self.width),
-                                            depth=2 * sf_max, init=[])
-        wr, rd = store.write_port(), store.read_port()
+        m.submodules.store = store = sdp_memory(shape=unsigned(self.simd * self.width),
+                                                depth=2 * sf_max)
+        # the read port is enabled while bank rb fills, but its data is then not issued
+        wr = store.write_port()
+        rd = read_register(m, store, wr)
         full, bank_first, bank_last = Signal(2), Signal(2), Signal(2)
 
         # Fill: per_word beats -> one word of bank wb.

@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .counters import step_raster
+from .ram import read_register, sdp_memory
 from .stream import activation_signature
 
 __all__ = ["window_signature", "SlidingWindow", "sliding_window_golden"]
@@ -115,14 +115,14 @@ class SlidingWindow(wiring.Component):
         row_bits = lanes * self.width
         i, o = self.i, self.o
 
-        m.submodules.lines = lines = Memory(shape=unsigned((k - 1) * row_bits),
-                                            depth=w_max * groups, init=[])
+        m.submodules.lines = lines = sdp_memory(shape=unsigned((k - 1) * row_bits),
+                                                depth=w_max * groups)
         wr = lines.write_port()
         # no write-to-read bypass (Fmax: the step enable stays out of the read data path): step
         # 0 reads the next position's word while step 1 writes the previous position's, never
         # the same word, not even for a one-word line (W = 1, G = 1), where a padding step
         # always lies between a position's write and the next row's read of it
-        rd = lines.read_port(transparent_for=())
+        rd = read_register(m, lines, wr)
 
         # s1 moves on unless it holds an emitting step and the output register is blocked, so
         # padding and first-row steps proceed while the output is stalled.
