@@ -224,11 +224,10 @@ class UartHarness(wiring.Component):
         m.d.comb += exit_index.eq(args[24:32])
         with m.If(is_mode):
             m.d.comb += exit_index.eq(args[8:16])
-        write_ok = (exit_index < self.exits) & (~is_mode | (new_mode < _MODES))
         ok_r, is_mode_r, exit_r = Signal(), Signal(), Signal(8)
         # the accelerator's ctrl port is driven from registers: a write reaches it the cycle
-        # after the "write" state, which follows the "decode" state after the last argument
-        # byte (still before any pixel of a following image can), so the command
+        # after the "write" state, which follows the "decode" and "check" states after the last
+        # argument byte (still before any pixel of a following image can), so the command
         # decoding and the decision units' register enables are not one path (Fmax)
         we, w_exit = Signal(), Signal(8)
         w_threshold, w_mode = Signal(threshold_width), Signal(2)
@@ -236,6 +235,8 @@ class UartHarness(wiring.Component):
         m.d.comb += [acc.ctrl.we.eq(we), acc.ctrl.exit.eq(w_exit),
                      acc.ctrl.threshold.eq(w_threshold), acc.ctrl.mode.eq(w_mode)]
 
+        err_seen = Signal()
+        m.d.sync += err_seen.eq(err_pending)
         with m.FSM():
             with m.State("command"):
                 m.d.comb += fifo.r_en.eq(1)
@@ -273,9 +274,13 @@ class UartHarness(wiring.Component):
                     with m.If(left == 1):
                         m.next = "decode"
             with m.State("decode"):
-                # the command's checks and its target into registers (Fmax: the "write" state
-                # then has no compare in front of the register enables it drives)
-                m.d.sync += [ok_r.eq(write_ok), is_mode_r.eq(is_mode), exit_r.eq(exit_index)]
+                # the command's target into registers, then ("check") its checks (Fmax: the
+                # "write" state has no compare in front of the register enables it drives, and
+                # the checks none in front of them)
+                m.d.sync += [is_mode_r.eq(is_mode), exit_r.eq(exit_index)]
+                m.next = "check"
+            with m.State("check"):
+                m.d.sync += ok_r.eq((exit_r < self.exits) & (~is_mode_r | (new_mode < _MODES)))
                 m.next = "write"
             with m.State("write"):
                 with m.If(ok_r):
@@ -294,7 +299,10 @@ class UartHarness(wiring.Component):
                 with m.Else():
                     m.next = "error"
             with m.State("error"):
-                with m.If(~err_pending):
+                # err_pending as a register of the parser's own (the sender, which clears it,
+                # sits by the transmitter: Fmax). A cycle late is safe: the parser sets it
+                # here and comes back here at the earliest two cycles later (one command byte)
+                with m.If(~err_seen):
                     m.d.sync += [err_pending.eq(1), err_byte.eq(cmd)]
                     m.next = "command"
 

@@ -4,9 +4,9 @@ with `exitgate.hw.interface.accelerator_signature`, and its Verilog.
 Wiring (per exit k, level k = samples that continued past exits 0..k-1):
 
     pixels -> level-0 stages -> ... -> branch stage (output of segment k)
-    (every conv / linear / pool stage's, every fork output's, every decision unit's and every
-    conditional buffer's output passes a SkidBuffer, so no ready path spans two stages; unless
-    the graph says ``skids=False``, for a board they do not fit)
+    (every conv / linear / pool stage's, every fork output's, every id tagger's, every decision
+    unit's and every conditional buffer's output passes a SkidBuffer, so no ready path spans two
+    stages; unless the graph says ``skids=False``, for a board they do not fit)
                                           |-> fork -> exit-k head stages -> IdTagger -> ExitDecision_k
                                           |-> fork -> ConditionalBuffer_k -> level-(k+1) stages
     ExitDecision_k -> DecisionRouter_k -> ConditionalBuffer_k.decision  (exit / continue)
@@ -250,7 +250,10 @@ class Accelerator(wiring.Component):
                                                 id_width=self.id_width), self.id_width)
             m.submodules[f"tag{k}"] = tag
             wiring.connect(m, taps[(st.src, st.name)], tag.i)
-            wiring.connect(m, tag.o, dec.i)
+            # the tagged logits reach the decision unit through a skid buffer: its collect
+            # stage's enables (a running max, compared as each logit arrives) start at a
+            # register, not at the id queue's and the logit stage's valid
+            wiring.connect(m, self._skid(m, f"skid_tag{k}", tag.o), dec.i)
             events[(st.name, "in")], events[(st.name, "out")] = fire(tag.o), fire(dec.o)
             if self.taps:
                 tap = getattr(self, f"logits{k}")

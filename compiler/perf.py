@@ -191,5 +191,5 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         last = max(last, first + in_cycles)
         first = first + int(blk.latency) + skid
         last = last + tail + skid
-    # and the decision unit, with the skid buffer after it
-    return int(last + fork_skid(d) + _decision_timing(d, blocks[d.src])[1] + skid)
+    # and the decision unit, with the skid buffers before (after the id tagger) and after it
+    return int(last + fork_skid(d) + skid + _decision_timing(d, blocks[d.src])[1] + skid)

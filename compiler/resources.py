@@ -167,13 +167,16 @@ class _Features:
         self.f[name] = self.f.get(name, 0.0) + float(value)
 
     def memory(self, depth: int, width: int, *, rom: bool, read_reg: bool = True,
-               transparent: bool = False) -> MemoryMap:
+               transparent: bool = False, collisions: bool = True) -> MemoryMap:
         """One memory; ``read_reg=False``: an asynchronous (comb) read port, which block RAM
-        cannot serve."""
+        cannot serve. ``collisions=False``: an `exitgate.hw.ram.sdp_memory`, whose block RAM
+        has no read / write collision logic beside it."""
         mm = map_memory(depth, width, self.family, rom=rom, sync_read=read_reg or transparent)
         if mm.kind == "bram":
             self.bram += mm.bram
-            if not rom:       # read-data / enable registers yosys keeps beside a RAM port
+            if not rom and collisions:
+                # yosys' collision logic beside a RAM port: a copy of the write data and
+                # address, their compare and a mux in front of the read data
                 self.add("bram_port_bits", width)
             if transparent:    # write-to-read bypass: data and address-compare registers
                 self.add("regs", width + _rw(depth) + 1)
@@ -224,7 +227,7 @@ class _Features:
 def _window_features(x: _Features, c, h, w, lanes, ib):
     g = c // lanes
     row = lanes * ib
-    x.memory(w * g, 2 * row, rom=False)
+    x.memory(w * g, 2 * row, rom=False, collisions=False)
     x.add("regs", 2 * (_rw(h + 1) + _rw(w + 1) + _rw(g)) + 1 + row + 6 * g * row + 9 * row + 3)
     x.add("mux_bits", 9 * row)
     x.mults += 2 * _const_mul(w + 1, g, x.family)
@@ -241,7 +244,7 @@ def _window_buffer_features(x: _Features, g, lanes, ib, nf, simd, banks=2):
     bu, wu = beat // u, simd // u
     sf = g * beat // simd
     stage = (simd - u + beat) * ib
-    x.memory(banks * sf, simd * ib, rom=False, read_reg=True)
+    x.memory(banks * sf, simd * ib, rom=False, read_reg=True, collisions=False)
     counters = 2 * _rw(sf) + _rw(nf) + _rw(wu + bu) + _rw(g)
     if banks > 2:
         counters += 2 * _rw(banks * sf) + 2 * _rw(banks)
@@ -365,7 +368,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         c, h, w = p["shape"]
         ib, wb, pe = p["in_bits"], p["weight_bits"], p["pe"]
         frame = c * h * w
-        x.memory(2 * frame, ib, rom=False, read_reg=True)
+        x.memory(2 * frame, ib, rom=False, read_reg=True, collisions=False)
         nf = p["cout"] // pe
         addr = _rw(2 * frame) + 1
         need = _rw((h * w + w + 2) * c + 1)
@@ -382,7 +385,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
         n = c * h * w
         ib, wb, lanes, pe, simd = p["in_bits"], p["weight_bits"], p["in_lanes"], p["pe"], p["simd"]
         sf = n // simd
-        x.memory(2 * sf, simd * ib, rom=False, read_reg=True)
+        x.memory(2 * sf, simd * ib, rom=False, read_reg=True, collisions=False)
         x.add("regs", (simd // lanes - 1) * lanes * ib + 2 * (_rw(sf) + _rw(simd // lanes))
               + _rw(p["cout"] // pe) + 12)
         x.add("mux_bits", simd * ib)
@@ -426,7 +429,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
-        x.memory(total, width, rom=False, read_reg=True)
+        x.memory(total, width, rom=False, read_reg=True, collisions=False)
         # + the registered flags (room, one slot, decided, undecided, writing, last beat), the
         # oldest slot's decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
@@ -611,6 +614,9 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                         {"width": decision_layout(id_width, graph.classes,
                                                   spec.threshold_bits).size}))
         out.append((f"tag{st.exit}", "tagger", {}))
+        if graph.skids:     # between the tagger and the decision unit: a tagged logit beat
+            out.append((f"skid_tag{st.exit}", "skid",
+                        {"width": acc[st.src] + id_width + 2}))
         out.append((f"router{st.exit}", "router", {}))
         if st.exit == 0:
             out.append(("ids0", "id_counter", {"width": id_width}))

@@ -252,7 +252,10 @@ class ExitDecision(wiring.Component):
         ev2, elast2 = Signal(), Signal()            # the LUT value read out is valid; the last
         # Stage 3: divide (B+1 quotient bits, one a cycle), then decide.
         id3, cls3, exit3 = Signal(self.id_width), Signal(cw), Signal()
-        t3, mode3 = Signal(B + 1), Signal(2)
+        t3 = Signal(B + 1)
+        # registers of stage 3: the mode is threshold (thr3), else the fixed outcome (fixed3:
+        # exit unless the mode is never); the division is at its last step (last3, n3 == B)
+        thr3, fixed3, last3 = Signal(), Signal(), Signal()
         s3 = Signal(spec.sum_bits)
         rem3 = Signal(spec.sum_bits + 1)
         q3 = Signal(B + 1)
@@ -263,7 +266,12 @@ class ExitDecision(wiring.Component):
         s3_free = ~busy3 & (~valid3 | self.o.ready)
         last2 = busy2 & elast2
         s3_load = last2 & s3_free
-        s2_free = ~busy2 | s3_load
+        # "double": the sum stage takes the next sample on the cycle the divider takes its sum
+        # (it is the stage that sets the initiation interval); "single": once it is free,
+        # which is the same cycle unless the divider's result is held up by back-pressure
+        # (collecting the next sample takes C cycles from the last issue): a shorter enable
+        # for the C x W store's shift (Fmax)
+        s2_free = ~busy2 if single else ~busy2 | s3_load
         s2_load = full1 & s2_free
         if single:
             # stage 2 issues (reads z1[0]) on the cycle it takes the sample, and then while
@@ -329,14 +337,17 @@ class ExitDecision(wiring.Component):
         with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
             m.d.sync += [kv2.eq(issue2), klast2.eq(issue2 & (j2 == C - 1)),
                          ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
-            with m.If(issue2):
-                m.d.sync += [k2.eq(self._index(zmaxh2, zmaxc2, z2[0])), j2.eq(j2 + 1)]
-                if not single:      # (single: stage 1 shifts the store)
-                    m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
-                with m.If(j2 == C - 1):
-                    m.d.sync += [issuing2.eq(0), j2.eq(0)]
             with m.If(ev2):
                 m.d.sync += acc2.eq(s_next)
+        # an issue never waits for stage 3: while the sum waits (last2 & ~s3_free) the sample's
+        # logits have all been issued and no next sample is taken (s2_free is low), so issue2
+        # is low; outside the wait above, the index register's enable is issue2 alone (Fmax)
+        with m.If(issue2):
+            m.d.sync += [k2.eq(self._index(zmaxh2, zmaxc2, z2[0])), j2.eq(j2 + 1)]
+            if not single:      # (single: stage 1 shifts the store)
+                m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
+            with m.If(j2 == C - 1):
+                m.d.sync += [issuing2.eq(0), j2.eq(0)]
         with m.If(s2_load):
             if single:      # logit 0 is issued on this cycle (above): j2 goes on to 1
                 m.d.sync += [arg2.eq(arg1), id2.eq(id1), t2.eq(t1), mode2.eq(mode1),
@@ -359,22 +370,20 @@ class ExitDecision(wiring.Component):
         m.d.comb += q_next.eq((q3 << 1) | ge)
         with m.If(s3_load):
             m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(0),
-                         rem3.eq(1 << (E - 1)), n3.eq(0), busy3.eq(1),
-                         valid3.eq(0), t3.eq(t2), mode3.eq(mode2)]
+                         rem3.eq(1 << (E - 1)), n3.eq(0), last3.eq(B == 0), busy3.eq(1),
+                         valid3.eq(0), t3.eq(t2), thr3.eq(mode2 == MODE_THRESHOLD),
+                         fixed3.eq(mode2 != MODE_NEVER)]
         with m.Elif(busy3):
-            m.d.sync += [q3.eq(q_next), rem3.eq(Mux(ge, trial, r2)), n3.eq(n3 + 1)]
-            with m.If(n3 == B):
-                m.d.sync += [busy3.eq(0), valid3.eq(1)]
-                with m.Switch(mode3):
-                    with m.Case(MODE_THRESHOLD):
-                        # both outcomes of the last quotient bit compared in parallel
-                        # with the subtractor that decides it (Fmax)
-                        m.d.sync += exit3.eq(Mux(ge, self._exit_rule(t3, (q3 << 1) | 1),
-                                                 self._exit_rule(t3, q3 << 1)))
-                    with m.Case(MODE_NEVER):
-                        m.d.sync += exit3.eq(0)
-                    with m.Default():
-                        m.d.sync += exit3.eq(1)
+            m.d.sync += [q3.eq(q_next), rem3.eq(Mux(ge, trial, r2)), n3.eq(n3 + 1),
+                         last3.eq(n3 == B - 1)]
+            with m.If(last3):
+                # the threshold test on both outcomes of the last quotient bit, in parallel
+                # with the subtractor that decides it, and the mode folded in beside them
+                # (Fmax: only the choice by ``ge`` follows the subtractor)
+                m.d.sync += [busy3.eq(0), valid3.eq(1),
+                             exit3.eq(Mux(ge, Mux(thr3, self._exit_rule(t3, (q3 << 1) | 1),
+                                                  fixed3),
+                                          Mux(thr3, self._exit_rule(t3, q3 << 1), fixed3)))]
         with m.Elif(valid3 & self.o.ready):
             m.d.sync += valid3.eq(0)
 

@@ -316,27 +316,36 @@ class MatrixVectorUnit(wiring.Component):
         # Issue: ROM addresses from the fold counters, chunk accepted.
         nf = Signal(range(nf_max))
         sf = Signal(range(sf_max))
+        # the counters' end compares as registers, each set on the step before its count gets
+        # there (Fmax: ``step`` and the ready of a deep MVU are one LUT from registers)
+        sf_first, sf_last = Signal(init=1), Signal(init=int(sf_max == 1))
+        nf_last = Signal(init=int(nf_max == 1))
         fold_first = Signal()
-        cur_first = Mux(sf == 0, i.payload.first, fold_first)
+        cur_first = Mux(sf_first, i.payload.first, fold_first)
         # the weight-ROM address ``nf * SF + sf`` as a counter of its own (no arithmetic in
         # front of the ROM: Fmax)
-        waddr = Signal(range(nf_max * sf_max))
+        n_words = nf_max * sf_max
+        waddr = Signal(range(n_words))
+        w_last = Signal(init=int(n_words == 1))
         m.d.comb += [w_rd.addr.eq(waddr), w_rd.en.eq(rom_en),
                      b_rd.addr.eq(nf), b_rd.en.eq(rom_en)]
         with m.If(step):
             m.d.sync += [fold_first.eq(cur_first),
-                         waddr.eq(Mux(waddr == nf_max * sf_max - 1, 0, waddr + 1))]
-            with m.If(sf == sf_max - 1):
-                m.d.sync += sf.eq(0)
-                m.d.sync += nf.eq(Mux(nf == nf_max - 1, 0, nf + 1))
+                         waddr.eq(Mux(w_last, 0, waddr + 1)),
+                         w_last.eq(Mux(w_last, n_words == 1, waddr == n_words - 2)),
+                         sf_first.eq(sf_last),
+                         sf_last.eq(Mux(sf_last, sf_max == 1, sf == sf_max - 2))]
+            with m.If(sf_last):
+                m.d.sync += [sf.eq(0), nf.eq(Mux(nf_last, 0, nf + 1)),
+                             nf_last.eq(Mux(nf_last, nf_max == 1, nf == nf_max - 2))]
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
         s1_first, s1_last = Signal(), Signal()
         s1_chunk = Signal(simd * self.in_width)
         with m.If(en_1):
-            m.d.sync += [s1_valid.eq(step), s1_sf_first.eq(sf == 0),
-                         s1_sf_last.eq(sf == sf_max - 1), s1_first.eq(cur_first),
+            m.d.sync += [s1_valid.eq(step), s1_sf_first.eq(sf_first),
+                         s1_sf_last.eq(sf_last), s1_first.eq(cur_first),
                          s1_last.eq(i.payload.last), s1_chunk.eq(i.payload.data)]
 
         # Front pipeline, moving as one on en_1: s1 (chunk, ROM words) -> operand registers ->
@@ -416,10 +425,9 @@ class MatrixVectorUnit(wiring.Component):
             pending = Signal(range(depth + 1))
             room = Signal(init=1)
             pending_next = Signal(range(depth + 2))
-            m.d.comb += pending_next.eq(pending + (step & (sf == sf_max - 1))
-                                        - (o.valid & o.ready))
+            m.d.comb += pending_next.eq(pending + (step & sf_last) - (o.valid & o.ready))
             m.d.sync += [pending.eq(pending_next), room.eq(pending_next < depth)]
-            m.d.comb += i.ready.eq((sf != sf_max - 1) | room)
+            m.d.comb += i.ready.eq(~sf_last | room)
         else:
             m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
 

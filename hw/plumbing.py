@@ -93,16 +93,27 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         i, o = self.i, self.o
-        skid = Signal.like(i.payload)
+        skid = Signal.like(i.payload, reset_less=True)
         skid_valid = Signal()
-        m.d.comb += i.ready.eq(~skid_valid)
+        # ``skid_free`` is ~skid_valid, a register of its own: the skid entry's load mux then has
+        # another select than the output register's (skid_valid), so yosys does not share the
+        # two and keeps the entry's load as a flip-flop enable (a LUT in front of every data
+        # bit otherwise: Fmax, where the payload comes straight from a block RAM)
+        skid_free = Signal(init=1)
+        m.d.comb += i.ready.eq(skid_free)
+        # the skid entry loads the input payload on every cycle it is empty, not only when a beat
+        # is caught (its enable is then a register, not the downstream ``ready``: Fmax); it is
+        # only read once ``skid_valid`` says it holds a beat
+        with m.If(skid_free):
+            m.d.sync += skid.eq(i.payload)
         with m.If(~o.valid | o.ready):
             with m.If(skid_valid):
-                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0),
+                             skid_free.eq(1)]
             with m.Else():
                 m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
-        with m.Elif(i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+        with m.Elif(i.valid & skid_free):
+            m.d.sync += [skid_valid.eq(1), skid_free.eq(0)]
         return m
 
 

@@ -138,6 +138,15 @@ class MaxPool2x2(wiring.Component):
             with m.If(even_we):
                 m.d.sync += held.eq(s1_x)
 
+        def lanemax3(a, b, c):
+            """lanemax(a, lanemax(b, c)) with the three compares side by side, one mux after
+            them (Fmax: one carry chain between the registers and the output, not two)."""
+            out = []
+            for x, y, z in zip(*(elements(v, self.lanes, self.width, self.signed_data)
+                                 for v in (a, b, c))):
+                out.append(Mux((x > y) & (x > z), x, Mux(y > z, y, z))[:self.width])
+            return Cat(*out)
+
         hmax = lanemax(held, s1_x)
         m.d.comb += [s1_emit.eq(inside & odd_w & odd_h),
                      wr.addr.eq((s1_w >> 1) * groups + s1_g), wr.data.eq(hmax),
@@ -146,7 +155,7 @@ class MaxPool2x2(wiring.Component):
         with m.If(en_o):
             m.d.sync += [
                 o.valid.eq(s1_valid & s1_emit),
-                o.payload.data.eq(lanemax(rd.data, hmax)),
+                o.payload.data.eq(lanemax3(rd.data, held, s1_x)),
                 o.payload.first.eq((s1_h == 1) & (s1_w == 1) & (s1_g == 0)),
                 o.payload.last.eq((s1_h == 2 * (h_max // 2) - 1) & (s1_w == 2 * wo - 1)
                                   & (s1_g == groups - 1)),
