@@ -73,7 +73,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from exitgate.boards.build import _require_tools, read_nextpnr_report, tool_env_var
-from exitgate.boards.synth import counts_from_cells
+from exitgate.boards.synth import counts_from_cells, synth_commands
 from exitgate.errors import ExitgateError
 from exitgate.sim.tools import tool_env
 
@@ -178,20 +178,21 @@ def _run(cmd, cwd: Path, env: dict, log: Path, what: str) -> float:
     return time.monotonic() - start
 
 
-def _synthesise(shell, out: Path, yosys: str, env: dict, synth: str):
-    """yosys ``synth`` of the shell from RTLIL (what the amaranth platforms give yosys), or, if
-    yosys fails on that, from amaranth's Verilog of it. Returns (frontend, log name, warning)."""
+def _synthesise(shell, out: Path, yosys: str, env: dict, synth: list[str]):
+    """yosys ``synth`` (commands, `exitgate.boards.synth.synth_commands`) of the shell from RTLIL
+    (what the amaranth platforms give yosys), or, if yosys fails on that, from amaranth's
+    Verilog of it. Returns (frontend, log name, warning)."""
     warning = None
     for frontend, source, read in (("rtlil", "top.il", "read_rtlil"),
                                    ("verilog", "top.v", "read_verilog")):
         convert = rtlil.convert if frontend == "rtlil" else verilog.convert
         (out / source).write_text(convert(shell, name="top"))
-        (out / "top.ys").write_text(f"{read} {source}\n{synth.strip()} -top top\n"
-                                    "tee -q -o stat.json stat -json\nwrite_json top.json\n")
+        (out / "top.ys").write_text(f"{read} {source}\n" + "\n".join(synth)
+                                    + "\ntee -q -o stat.json stat -json\nwrite_json top.json\n")
         log = f"yosys_{frontend}.log"
         try:
             _run([yosys, "-q", "-l", log, "top.ys"], out, env, out / "yosys.out",
-                 f"yosys {synth.split()[0]} ({frontend})")
+                 f"yosys {synth[0].split()[0]} ({frontend})")
             return frontend, log, warning
         except ExitgateError as exc:
             last = " ".join((out / log).read_text(errors="replace").strip().splitlines()[-1:])
@@ -234,7 +235,7 @@ def measure_fmax(component, family: str = "ecp5", device: str | None = None,
     if family not in _FLOW:
         raise ExitgateError(f"no open place and route for family {family!r}: use one of "
                             f"{', '.join(FAMILIES)}")
-    default_device, default_package, synth_cmd, pnr_name = _FLOW[family]
+    default_device, default_package, _, pnr_name = _FLOW[family]
     device, package = device or default_device, package or default_package
     out = Path(out_dir if out_dir is not None
                else OUT / f"{type(component).__name__}-{family}").resolve()
@@ -247,7 +248,8 @@ def measure_fmax(component, family: str = "ecp5", device: str | None = None,
     for stale in ("top.json", "report.json", "stat.json", "top.il", "top.v"):
         (out / stale).unlink(missing_ok=True)
     start = time.monotonic()
-    frontend, log, warning = _synthesise(shell, out, yosys, env, f"{synth_cmd} {synth_opts}")
+    frontend, log, warning = _synthesise(shell, out, yosys, env,
+                                         synth_commands(family, "top", synth_opts))
     synth_s = time.monotonic() - start
 
     cmd = [nextpnr, "--quiet", "--log", "nextpnr.log", f"--{device.lower()}",

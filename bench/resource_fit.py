@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
+from amaranth.hdl import ClockDomain, Module, Value
 from scipy.optimize import nnls
 
 from exitgate.boards.profiles import BOARDS
-from exitgate.boards.synth import SYNTH_OPTIONS, synthesise
+from exitgate.boards.synth import SYNTH_FLOW, SYNTH_OPTIONS, synthesise
 from exitgate.errors import ExitgateError
 from exitgate.compiler import resources as rm
 
@@ -258,17 +259,33 @@ def _platform(family: str):
 
 def _verilog(blk, family: str | None = None) -> str:
     """Verilog of a block as a ``family`` board build elaborates it (SyncFIFOBuffered is not a
-    wiring.Component: name its ports)."""
+    wiring.Component: name its ports). ECP5: in a reset-less ``sync`` domain, as the board
+    builds have it (amaranth's LatticePlatform initialises the flip-flops by GSR), so that the
+    synthesis (`exitgate.boards.synth.synth_plan`, synchronous resets in logic) sees only the
+    design's own resets, as on the board."""
     ports = None
     if not hasattr(blk, "signature"):
         ports = [blk.w_data, blk.w_en, blk.w_rdy, blk.r_data, blk.r_en, blk.r_rdy]
-    return verilog.convert(blk, name="top", emit_src=False, ports=ports,
-                           platform=_platform(family) if family else None)
+    platform = _platform(family) if family else None
+    if family != "ecp5":
+        return verilog.convert(blk, name="top", emit_src=False, ports=ports, platform=platform)
+    if ports is None:
+        ports = [Value.cast(value) for _, _, value in blk.signature.flatten(blk)]
+    m = Module()
+    m.domains.sync = sync = ClockDomain("sync", reset_less=True)
+    m.submodules.blk = blk
+    return verilog.convert(m, name="top", emit_src=False, ports=[sync.clk, *ports],
+                           platform=platform)
+
+
+def _options(family: str) -> str:
+    """What a cached synthesis result was made with: the family's synth options and flow."""
+    return " ".join(filter(None, (SYNTH_OPTIONS[family], SYNTH_FLOW[family])))
 
 
 def _synth_job(args):
     key, family, text = args
-    options = SYNTH_OPTIONS[family]
+    options = _options(family)
     try:
         r = synthesise(text, family)
     except ExitgateError as e:   # e.g. yowasp's ABC9 crashing on some ECP5 netlists
@@ -309,7 +326,7 @@ def _missing(cache, key, texts: dict) -> list:
     for fam, text in texts.items():
         sha = _digest(text)
         res = entry.get(fam)
-        done = (res is not None and res.get("options", "") == SYNTH_OPTIONS[fam]
+        done = (res is not None and res.get("options", "") == _options(fam)
                 and res.get("verilog_sha", entry.get("verilog_sha", sha)) == sha)
         if not done:
             jobs.append((key, fam, text))

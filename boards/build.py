@@ -9,8 +9,9 @@ writes its build plan into ``out_dir`` and the plan's script (``build_<name>.sh`
 environment of `exitgate.sim.tools.tool_env` (YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5,
 ECPPACK pointing at the yowasp tools). nextpnr is asked for a JSON report (``--report``) and to
 finish even when timing fails (``--timing-allow-fail``; the result says whether it was met).
-yosys runs ``synth_<family>`` with `exitgate.boards.synth.SYNTH_OPTIONS` (``-dsp`` on iCE40: the
-UP5K's SB_MAC16 take the multipliers, as the resource estimates assume).
+yosys runs ``synth_<family>`` as `exitgate.boards.synth.synth_plan` has it (``-dsp`` on iCE40: the
+UP5K's SB_MAC16 take the multipliers, as the resource estimates assume; on ECP5 synchronous
+resets stay off the flip-flops' LSR pins).
 
 The result dict:
 
@@ -39,7 +40,7 @@ from ..errors import ExitgateError
 from ..sim.tools import tool_env
 from .harness import UartHarness
 from .profiles import BoardProfile, get_board
-from .synth import SYNTH_OPTIONS
+from .synth import synth_plan
 
 __all__ = ["build", "TOOL_PACKAGES"]
 
@@ -61,10 +62,11 @@ _NEXTPNR_CELLS = {
 
 def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build",
           name: str = "top", *, pixels_per_sample: int | None = None,
-          **harness_options) -> dict:
+          detailed_timing: bool = False, **harness_options) -> dict:
     """Build ``accelerator`` in a `UartHarness` for ``board`` into ``out_dir`` (see module
     docstring). ``harness_options`` (``exits``, ``baud``, ``thresholds``, ``modes``, ...) go to
-    `UartHarness`."""
+    `UartHarness`. ``detailed_timing``: nextpnr's report also holds every net's arrival times at
+    each of its sinks (``--detailed-timing-report``; `bench/fmax_design.py` reads them)."""
     profile = get_board(board)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ExitgateError(f"name must be a Verilog identifier, got {name!r}")
@@ -88,9 +90,15 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     # boards may list programmers too (ulx3s: openFPGALoader); building needs only these
     _require_tools([t for t in platform.required_tools if t in TOOL_PACKAGES], env)
     report = out / f"{name}.report.json"
+    # the platform's script runs ``synth_<family> {synth_opts} -top NAME``, then the rest of
+    # the synthesis (`synth_plan`) as its script_after_synth
+    synth_opts, after = synth_plan(profile.family)
+    overrides = {"script_after_synth": "\n".join(c.format(top=name) for c in after)} \
+        if after else {}
     plan = platform.build(harness, name=name, build_dir=str(out), do_build=False,
-                          synth_opts=SYNTH_OPTIONS[profile.family],
-                          nextpnr_opts=["--report", report.name, "--timing-allow-fail"])
+                          synth_opts=synth_opts, **overrides,
+                          nextpnr_opts=["--report", report.name, "--timing-allow-fail"]
+                          + ["--detailed-timing-report"] * bool(detailed_timing))
     plan.extract(str(out))
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
             "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
