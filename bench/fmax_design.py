@@ -2,25 +2,89 @@
 the baseline, in the UART harness, as `exitgate build` does) and say what limits its clock: Fmax,
 the critical path's start and end, its logic / routing split, and the units it crosses in order.
 
-    .venv/bin/python bench/fmax_design.py RUN [--design early_exit|baseline]
+    .venv/bin/python bench/fmax_design.py RUN [--design early_exit|baseline] [--target MHZ]
+                                              [--seeds N]
 
 Builds into bench/out/fmax/<RUN name>/<design>/ (never into RUN/build). The ECP5 digits design
-takes about 5 minutes, the iCE40 one about 1.
+takes about 5 to 12 minutes, the iCE40 one about 1.
+
+nextpnr reports one critical path. To see everything in the way of a clock goal, the build asks
+for nextpnr's detailed timing report (every net's latest arrival at each sink) and this prints
+the endpoints (flip-flop, block-RAM and DSP inputs) that would miss ``--target`` (default: the
+goal of 125 MHz), counted per design unit with the
+worst slack and the net that arrives last, then the worst endpoints one by one. Setup times
+are nextpnr's: 0.42 ns for a flip-flop's LSR, taken as 0 for the other pins (nextpnr's figure
+for DI, M and CE). ECP5 only: nextpnr's iCE40 packer renames the flip-flops into logic cells
+whose inputs are not all endpoints, so there the critical path is all this prints.
+
+``--seeds N`` places and routes the same netlist with nextpnr seeds 2..N as well (two at a time)
+and prints each seed's Fmax with their median: one seed's figure moves by several per cent
+between near-identical netlists (placement), so compare designs on the median.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shlex
+import statistics
+import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
-from exitgate.boards.build import build
+from exitgate.boards.build import build, read_nextpnr_report
 from exitgate.boards.profiles import get_board
 from exitgate.compiler.flow import harness_args, load_design
 from exitgate.runs import read_json
+from exitgate.sim.tools import tool_env
 
 OUT = Path(__file__).resolve().parent / "out" / "fmax"
+GOAL_MHZ = {"ecp5": 125.0}
+#: ECP5 cell types whose input pins end a timing path (a clocked element)
+SEQUENTIAL = {"TRELLIS_FF", "DP16KD", "PDPW16KD", "MULT18X18D", "ALU54B", "TRELLIS_DPR16X4"}
+SETUP_NS = {"LSR": 0.42}
+
+
+def _unit(cell: str) -> str:
+    parts = cell.split(".")
+    return ".".join(parts[:2]) if parts[0] == "accelerator" and len(parts) > 2 else \
+        re.sub(r"_(TRELLIS|SB_|LUT4|CCU2|DFF).*", "", parts[0])
+
+
+def failing_endpoints(report: Path, netlist: Path, period_ns: float):
+    """Endpoints (pins of clocked cells, not their clocks) whose latest arrival plus setup
+    exceeds ``period_ns``, from nextpnr's detailed report: (slack, cell, port, net), worst first."""
+    cells = {}
+    for mod in json.loads(netlist.read_text())["modules"].values():
+        cells.update({name: c["type"] for name, c in mod["cells"].items()})
+    data = json.loads(report.read_text())
+    if "detailed_net_timings" not in data:
+        raise SystemExit(f"{report} has no detailed timing (nextpnr --detailed-timing-report)")
+    out = []
+    for net in data["detailed_net_timings"]:
+        for e in net["endpoints"]:
+            port = e["port"]
+            if cells.get(e["cell"]) not in SEQUENTIAL or port.startswith("CLK"):
+                continue
+            slack = period_ns - max(e["delay"]) - SETUP_NS.get(port, 0.0)
+            if slack < 0:
+                out.append((slack, e["cell"], port, net["net"]))
+    return sorted(out)
+
+
+def print_endpoints(fails, target_mhz: float, top: int = 25) -> None:
+    by_unit = defaultdict(list)
+    for f in fails:
+        by_unit[_unit(f[1])].append(f)
+    print(f"{len(fails)} endpoints miss {target_mhz:g} MHz ({1e3 / target_mhz:.2f} ns); "
+          "per unit: count, worst slack ns, the net arriving last at the worst")
+    for unit, fs in sorted(by_unit.items(), key=lambda kv: kv[1][0][0]):
+        print(f"  {unit:32s} {len(fs):5d} {fs[0][0]:7.2f}  {fs[0][3]} -> {fs[0][2]}")
+    print(f"worst {min(top, len(fails))}:")
+    for slack, cell, port, net in fails[:top]:
+        print(f"  {slack:6.2f}  {cell}.{port}  <- {net}")
 
 
 def critical_path(tim: Path) -> dict:
@@ -44,22 +108,65 @@ def critical_path(tim: Path) -> dict:
             "routing_ns": float(routing), "units": units}
 
 
+def seed_fmax(out: Path, family: str, seeds, workers: int = 2) -> dict[int, float]:
+    """Fmax (MHz) of the netlist built in ``out`` (its build script's nextpnr command) placed
+    and routed again with each of ``seeds``; outputs go to ``out/seed<N>.*``."""
+    line = next(l for l in (out / "build_top.sh").read_text().splitlines()
+                if "NEXTPNR" in l and "--json" in l)
+    args = shlex.split(line.replace('"$NEXTPNR_ECP5"', "NEXTPNR").replace(
+        '"$NEXTPNR_ICE40"', "NEXTPNR"))[1:]
+    env = tool_env()
+    tool = env.get("NEXTPNR_ECP5" if family == "ecp5" else "NEXTPNR_ICE40")
+    keep = [a for a in args if a not in ("--quiet",)]
+    for flag in ("--report", "--log", "--textcfg", "--asc"):
+        if flag in keep:
+            del keep[keep.index(flag):keep.index(flag) + 2]
+    procs, done = {}, {}
+    for seed in list(seeds):
+        while len(procs) >= workers:
+            for sd, p in list(procs.items()):
+                if p.poll() is not None:
+                    done[sd] = procs.pop(sd)
+            time.sleep(1)
+        procs[seed] = subprocess.Popen(
+            [tool, "--quiet", *keep, "--seed", str(seed), "--report", f"seed{seed}.json",
+             "--log", f"seed{seed}.tim"], cwd=out, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for sd, p in procs.items():
+        p.wait()
+    return {sd: read_nextpnr_report(family, out / f"seed{sd}.json")[2] for sd in seeds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--design", choices=("early_exit", "baseline"), default="early_exit")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="also place and route with nextpnr seeds 2..N (default: seed 1 only)")
+    ap.add_argument("--target", type=float, default=None,
+                    help="clock goal in MHz for the ECP5 endpoint list (default 125)")
     args = ap.parse_args()
     m = read_json(args.run / "hw" / "manifest.json")
     acc, _ = load_design(args.run, args.design)
     out = OUT / args.run.resolve().name / args.design
     start = time.monotonic()
-    r = build(acc, get_board(m["board"]), out, name="top", **harness_args(m, args.design))
+    profile = get_board(m["board"])
+    r = build(acc, profile, out, name="top", detailed_timing=True,
+              **harness_args(m, args.design))
     path = critical_path(Path(r["logs"]["nextpnr"]))
     print(f"{args.design} on {m['board']}: Fmax {r['fmax_mhz']:.2f} MHz, "
           f"{r['resources']} ({time.monotonic() - start:.0f} s, {out})")
     print(f"critical path: {path['logic_ns'] + path['routing_ns']:.2f} ns "
           f"({path['logic_ns']:.2f} logic, {path['routing_ns']:.2f} routing)")
     print(f"  from {path['start']}\n  to   {path['end']}\n  via  {' -> '.join(path['units'])}")
+    if profile.family == "ecp5":
+        target = args.target or GOAL_MHZ["ecp5"]
+        print_endpoints(failing_endpoints(Path(r["logs"]["report"]), out / "top.json",
+                                          1e3 / target), target)
+    if args.seeds > 1:
+        fmax = {1: r["fmax_mhz"], **seed_fmax(out, profile.family, range(2, args.seeds + 1))}
+        print("Fmax by nextpnr seed: " + ", ".join(f"{sd}: {f:.2f}" for sd, f in fmax.items())
+              + f" MHz; median {statistics.median(fmax.values()):.2f}")
 
 
 if __name__ == "__main__":
