@@ -472,7 +472,7 @@ def table(configs, cache, model) -> dict:
 def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict,
                  workers: int = 2) -> list:
     """Whole accelerators of a trained run: estimate vs synthesis at each folding."""
-    from exitgate.compiler.codegen import Accelerator, emit_verilog
+    from exitgate.compiler.codegen import Accelerator
     from exitgate.compiler.graph import Fold, lower
     from exitgate.quant.ir import load_ir
     ir, weights = load_ir(run_dir)
@@ -482,9 +482,9 @@ def design_check(run_dir: Path, fold_sets: dict, cache: dict, model: dict,
     for name, folds in fold_sets.items():
         g = graph.with_folds({k: Fold(*v) for k, v in folds.items()})
         key = f"design:{run_dir.name}:{name}:{json.dumps(folds, sort_keys=True)}"
-        texts = {fam: emit_verilog(Accelerator(g, weights, [100] * (g.exits - 1),
-                                               buffer_depth=4), name="top",
-                                   platform=_platform(fam)) for fam in FAMILIES}
+        # as `_verilog` has a block: on ECP5 in a reset-less sync domain, as the board builds
+        texts = {fam: _verilog(Accelerator(g, weights, [100] * (g.exits - 1), buffer_depth=4),
+                               fam) for fam in FAMILIES}
         jobs += _missing(cache, key, texts)
         rows.append((name, key, g))
     _synthesise(jobs, cache, workers, "designs")
