@@ -82,8 +82,8 @@ FAMILIES = ("ecp5", "ice40")
 
 # family -> (default device, default package, yosys synth command, nextpnr tool, env override)
 _FLOW = {
-    "ecp5": ("85k", "CABGA381", "synth_ecp5", "nextpnr-ecp5"),
-    "ice40": ("up5k", "sg48", "synth_ice40", "nextpnr-ice40"),
+    "ecp5": ("85k", "CABGA381", "nextpnr-ecp5"),
+    "ice40": ("up5k", "sg48", "nextpnr-ice40"),
 }
 _LFSR_TAPS = (31, 21, 1, 0)   # x^32 + x^22 + x^2 + x + 1, maximal length
 _XOR_FANIN = 4                # one LUT4 per XOR-tree node
@@ -235,7 +235,7 @@ def measure_fmax(component, family: str = "ecp5", device: str | None = None,
     if family not in _FLOW:
         raise ExitgateError(f"no open place and route for family {family!r}: use one of "
                             f"{', '.join(FAMILIES)}")
-    default_device, default_package, _, pnr_name = _FLOW[family]
+    default_device, default_package, pnr_name = _FLOW[family]
     device, package = device or default_device, package or default_package
     out = Path(out_dir if out_dir is not None
                else OUT / f"{type(component).__name__}-{family}").resolve()

@@ -8,7 +8,7 @@
 
 Each configuration in `CONFIGS` is one block (kind + parameters); ``held_out`` ones are not
 used by the fit. Synthesis (``synth_ice40 -dsp`` / ``synth_ecp5``, as the board builds run it:
-`exitgate.boards.synth.SYNTH_OPTIONS`) goes through `exitgate.boards.synth`, two processes at a time; results are cached in
+`exitgate.boards.synth.synth_commands`) goes through `exitgate.boards.synth`, two processes at a time; results are cached in
 ``bench/out/resource_synth.json`` keyed by the configuration. The fit is a non-negative least
 squares on *relative* error (each row divided by its synthesised value), per family, of LUT and
 FF on the features of `resources.block_features`; DSP and BRAM are structural, not fitted.
@@ -33,7 +33,7 @@ from amaranth.hdl import ClockDomain, Module, Value
 from scipy.optimize import nnls
 
 from exitgate.boards.profiles import BOARDS
-from exitgate.boards.synth import SYNTH_FLOW, SYNTH_OPTIONS, synthesise
+from exitgate.boards.synth import synth_commands, synthesise
 from exitgate.errors import ExitgateError
 from exitgate.compiler import resources as rm
 
@@ -279,8 +279,8 @@ def _verilog(blk, family: str | None = None) -> str:
 
 
 def _options(family: str) -> str:
-    """What a cached synthesis result was made with: the family's synth options and flow."""
-    return " ".join(filter(None, (SYNTH_OPTIONS[family], SYNTH_FLOW[family])))
+    """What a cached synthesis result was made with: the family's yosys commands."""
+    return "; ".join(synth_commands(family))
 
 
 def _synth_job(args):

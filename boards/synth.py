@@ -29,16 +29,13 @@ from pathlib import Path
 from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
 
-__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "SYNTH_FLOW", "synth_plan", "synth_commands",
+__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "synth_plan", "synth_commands",
            "synthesise",
            "counts_from_cells"]
 
 SYNTH_FAMILIES = ("ice40", "ecp5")
 #: synth_<family> options of the board builds (`exitgate.boards.build`) and of `synthesise`
 SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": ""}
-#: what the flow does beyond ``synth_<family> OPTIONS`` (`synth_plan`); part of the
-#: resource fit's cache key (`bench/resource_fit.py`)
-SYNTH_FLOW = {"ice40": "", "ecp5": "no-srst"}
 
 #: the flip-flop cells `synth_plan` lets ECP5 synthesis keep: those of synth_ecp5's own
 #: ``map_ffs`` step (plain, async-reset, with enable) but no synchronous reset ($_SDFF*)

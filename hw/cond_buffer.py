@@ -151,7 +151,8 @@ class ConditionalBuffer(wiring.Component):
         # a word is never read on the cycle it is written but while the read data is thrown
         # away (`exitgate.hw.ram`): the read of beat ``rd_beat`` of the oldest slot needs it to
         # have been written, and a write goes to a free slot or to a later beat of the newest
-        rds = [read_register(m, mem, wr, name=f"rd{k}") for k, (mem, wr) in enumerate(zip(mems, wrs))]
+        rds = [read_register(m, mem, wr, name=f"rd{k}")
+               for k, (mem, wr) in enumerate(zip(mems, wrs))]
         rd_data = Cat(*(rd.data for rd in rds))
 
         wr_addr, rd_addr = Signal(range(total)), Signal(range(total))

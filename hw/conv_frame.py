@@ -22,7 +22,7 @@ small layer fits in one block RAM, and the MVU's operands can be read straight f
 Fmax: the read address is one register that adds a constant per read (1 along the ``3*C``
 contiguous words of a kernel row; at a loop's end the step to the next kernel row, back to the
 pixel's first tap, to the next pixel or to the other bank's first tap), chosen by loop-end flags
-that are registers themselves (`_counter`): no multiplier, no compare chain, one adder.
+that are registers themselves (`flagged_counter`): no multiplier, no compare chain, one adder.
 
 Memory: ``2 * C*H*W * in_width`` bits (an iCE40 4-kbit block RAM holds both banks of a map of
 256 values at 8 bits); the whole input map must fit, so this suits small late layers.
@@ -36,11 +36,12 @@ without losing or duplicating beats.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .conv import KERNEL, _ConvStage
+from .counters import flagged_counter
 from .mvu import chunk_signature, mvu_latency
 from .ram import read_register, sdp_memory
 from .stream import activation_signature
@@ -49,22 +50,6 @@ __all__ = ["FrameConv2dStage"]
 
 #: banks of the frame memory (double buffering)
 BANKS = 2
-
-
-def _counter(m, step, limit: int, name: str):
-    """A 0..limit-1 wrap-around counter stepped on ``step``, with registered flags ``(last,
-    zero)`` (value is limit-1 / 0) computed a step ahead, so that no compare lies between the
-    counter and the logic the flags drive. A one-value counter is constant flags."""
-    if limit == 1:
-        return Const(1), Const(1)
-    value = Signal(range(limit), name=name)
-    last, zero = Signal(name=f"{name}_last"), Signal(name=f"{name}_zero", init=1)
-    with m.If(step):
-        with m.If(last):
-            m.d.sync += [value.eq(0), last.eq(0), zero.eq(1)]
-        with m.Else():
-            m.d.sync += [value.eq(value + 1), last.eq(value == limit - 2), zero.eq(0)]
-    return last, zero
 
 
 class _FrameBuffer(wiring.Component):
@@ -77,7 +62,7 @@ class _FrameBuffer(wiring.Component):
     on. ``wcount`` counts the words written into ``wb``.
 
     Read side: tap ``c`` (counter), ``kx``, ``ky`` (one-hot), pass ``nf``, pixel ``ox``, ``oy``
-    (counters); the loop ends are registered flags (`_counter`), so the step logic is a few
+    (counters); the loop ends are registered flags (`flagged_counter`), so the step logic is a few
     gates. The read address ``addr`` is one register that only adds a constant: 1 along a kernel
     row (its ``3*C`` words are contiguous), and at the end of a kernel row, of a pass, of a pixel
     and of the sample the constant that moves to the next kernel row (``+W*C`` from the row's
@@ -141,13 +126,13 @@ class _FrameBuffer(wiring.Component):
         rb = Signal(range(BANKS))
         kx = Signal(KERNEL, init=1)             # one-hot
         ky = Signal(KERNEL, init=1)
-        c_last, _ = _counter(m, issue, c_max, "c")
+        _, c_last, _ = flagged_counter(m, issue, c_max, "c")
         end_row = c_last & kx[-1]
         end_pass = end_row & ky[-1]
-        nf_last, _ = _counter(m, issue & end_pass, self.nf, "nf")
+        _, nf_last, _ = flagged_counter(m, issue & end_pass, self.nf, "nf")
         end_pixel = end_pass & nf_last
-        right, left = _counter(m, issue & end_pixel, w_max, "ox")
-        bottom, top = _counter(m, issue & end_pixel & right, h_max, "oy")
+        _, right, left = flagged_counter(m, issue & end_pixel, w_max, "ox")
+        _, bottom, top = flagged_counter(m, issue & end_pixel & right, h_max, "oy")
         final = end_pixel & right & bottom
         pix_start = Signal(init=1)              # the pixel's first read (nf, ky, kx, c all 0)
         with m.If(issue):

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Const, Mux, Signal
 
-__all__ = ["step_raster", "step_replay"]
+__all__ = ["step_raster", "step_replay", "flagged_counter"]
+
+
+def flagged_counter(m, step, limit: int, name: str):
+    """A 0..limit-1 wrap-around counter stepped on ``step``, with registered flags ``last`` and
+    ``zero`` (value is limit-1 / 0) computed a step ahead, so that no compare lies between the
+    counter and the logic the flags drive (Fmax). Returns ``(value, last, zero)``; a one-value
+    counter is constants."""
+    if limit == 1:
+        return Const(0, 1), Const(1), Const(1)
+    value = Signal(range(limit), name=name)
+    last, zero = Signal(name=f"{name}_last"), Signal(name=f"{name}_zero", init=1)
+    with m.If(step):
+        with m.If(last):
+            m.d.sync += [value.eq(0), last.eq(0), zero.eq(1)]
+        with m.Else():
+            m.d.sync += [value.eq(value + 1), last.eq(value == limit - 2), zero.eq(0)]
+    return value, last, zero
 
 
 def step_raster(m, counters) -> None:

@@ -66,6 +66,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import bits_for_range, int_range
+from .counters import flagged_counter
 from .plumbing import SkidBuffer
 from .stream import activation_signature
 
@@ -314,32 +315,19 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(rom_en)]
 
         # Issue: ROM addresses from the fold counters, chunk accepted.
-        nf = Signal(range(nf_max))
-        sf = Signal(range(sf_max))
-        # the counters' end compares as registers, each set on the step before its count gets
-        # there (Fmax: ``step`` and the ready of a deep MVU are one LUT from registers)
-        sf_first, sf_last = Signal(init=1), Signal(init=int(sf_max == 1))
-        nf_last = Signal(init=int(nf_max == 1))
-        fold_first = Signal()
-        cur_first = Mux(sf_first, i.payload.first, fold_first)
+        # the fold counters' end compares are registers (`flagged_counter`; Fmax: ``step`` and
+        # the ready of a deep MVU are one LUT from registers)
+        _, sf_last, sf_first = flagged_counter(m, step, sf_max, "sf")
+        nf, _, _ = flagged_counter(m, step & sf_last, nf_max, "nf")
         # the weight-ROM address ``nf * SF + sf`` as a counter of its own (no arithmetic in
         # front of the ROM: Fmax)
-        n_words = nf_max * sf_max
-        waddr = Signal(range(n_words))
-        w_last = Signal(init=int(n_words == 1))
+        waddr, _, _ = flagged_counter(m, step, nf_max * sf_max, "waddr")
+        fold_first = Signal()
+        cur_first = Mux(sf_first, i.payload.first, fold_first)
         m.d.comb += [w_rd.addr.eq(waddr), w_rd.en.eq(rom_en),
                      b_rd.addr.eq(nf), b_rd.en.eq(rom_en)]
         with m.If(step):
-            m.d.sync += [fold_first.eq(cur_first),
-                         waddr.eq(Mux(w_last, 0, waddr + 1)),
-                         w_last.eq(Mux(w_last, n_words == 1, waddr == n_words - 2)),
-                         sf_first.eq(sf_last),
-                         sf_last.eq(Mux(sf_last, sf_max == 1, sf == sf_max - 2))]
-            with m.If(sf_last):
-                m.d.sync += [sf.eq(0), nf.eq(Mux(nf_last, 0, nf + 1)),
-                             nf_last.eq(Mux(nf_last, nf_max == 1, nf == nf_max - 2))]
-            with m.Else():
-                m.d.sync += sf.eq(sf + 1)
+            m.d.sync += fold_first.eq(cur_first)
 
         s1_first, s1_last = Signal(), Signal()
         s1_chunk = Signal(simd * self.in_width)
