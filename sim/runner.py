@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 from .tools import require_simulator, use_tools
 
 __all__ = ["run_cocotb", "design_hash"]
@@ -60,7 +62,6 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     """Build (cached) and test; returns the results.xml path. Raises on failing tests."""
     require_simulator(simulator)
     use_tools()
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     sim_name = {"verilator": "verilator", "icarus": "icarus"}[simulator]
@@ -72,8 +73,6 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
         build_args = build_args + ["--trace-fst"]   # FST rather than the runner's default VCD
     settings = {"sim": sim_name, "top": toplevel, "args": build_args, "waves": waves}
     digest = design_hash(verilog.read_text(), settings)
-    stamp = build_dir / ".exitgate-build-hash"
-    always = not (stamp.exists() and stamp.read_text() == digest)
     if python_search:
         # cocotb_tools' runner sets the bench's PYTHONPATH from this process's sys.path
         # (overriding os.environ["PYTHONPATH"]), so the search path goes there.
@@ -81,6 +80,20 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
             if path not in sys.path:
                 sys.path.insert(0, path)
     runner = get_runner(sim_name)
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    # one build (and run of it) at a time per build directory, across processes: `exitgate sim`s
+    # or parallel test workers sharing a build cache wait for a build rather than run half of it
+    with FileLock(str(build_dir) + ".lock"):
+        return _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir,
+                               build_args, digest, test_dir, extra_env, waves, testcase)
+
+
+def _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir, build_args,
+                    digest, test_dir, extra_env, waves, testcase):
+    from cocotb_tools.check_results import get_results
+
+    stamp = build_dir / ".exitgate-build-hash"
+    always = not (stamp.exists() and stamp.read_text() == digest)
     make_flags = _verilator_make_flags() if sim_name == "verilator" else ""
     saved = os.environ.get("MAKEFLAGS")
     if make_flags:  # variable definitions in MAKEFLAGS act as make command-line overrides

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,10 +213,10 @@ def simulate(verilog_path, toplevel: str, samples, expected: list[dict], *,
              for s in x for j, p in enumerate(s.reshape(-1))]
     build_dir.mkdir(parents=True, exist_ok=True)
     design = design_hash(text, {})[:12]
-    run_dir = build_dir / "run"
-    run_dir.mkdir(exist_ok=True)
+    # a directory of this simulation's own: simulations sharing a build cache (two `exitgate
+    # sim`s, parallel test workers) never read each other's bench files
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     seen_path, cfg_path = run_dir / "seen.json", run_dir / "bench.json"
-    seen_path.unlink(missing_ok=True)
     cfg = {"beats": beats, "firsts": pixels_per_sample, "results": n,
            "ctrl": [ports.ctrl(int(k), int(t), int(m)) for k, t, m in (thresholds_writes or [])],
            "taps": ports.taps, "activity": ports.activity, "idle": float(bp.get("idle", 0.0)),
@@ -230,10 +232,12 @@ def simulate(verilog_path, toplevel: str, samples, expected: list[dict], *,
     seen = json.loads(seen_path.read_text())
     out = _score(seen, ports, x, expected, labels, exit_index, wall, simulator, bp,
                  thresholds_writes)
-    if waves:
+    if waves:       # the run directory stays: it holds the trace
         traces = [p for d in (run_dir, sim_build) for ext in ("fst", "vcd")
                   for p in d.glob(f"*.{ext}") if p.stat().st_mtime >= time.time() - wall - 1]
         out["waves"] = str(max(traces, key=lambda p: p.stat().st_mtime)) if traces else None
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
 

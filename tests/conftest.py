@@ -1,8 +1,36 @@
-"""Shared fixtures: a small trained digits run (trained once per test session)."""
+"""Shared fixtures: a small trained digits run (trained once per test session).
+
+The expensive session fixtures (the trained, compiled and simulated runs, and the simulator
+build cache) are made once for the whole session, not once per xdist worker: the first worker to
+ask makes them under a file lock in the directory the workers' temporary directories share
+(pytest-xdist's recipe), and the others wait for it and use the same files. Tests that change a
+run work on a copy (`copy_run`).
+"""
 
 import dataclasses
+import json
+import shutil
 
 import pytest
+from filelock import FileLock
+
+
+def _shared(tmp_path_factory, worker_id, name, make):
+    """``root/name``, made by ``make(path)`` once per test session whichever worker asks first
+    (without xdist: in this session's temporary directory). A make that fails leaves nothing
+    behind that a later worker would take for done."""
+    if worker_id == "master":
+        root = tmp_path_factory.getbasetemp()
+    else:
+        root = tmp_path_factory.getbasetemp().parent
+    path, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            make(path)
+            done.touch()
+    return path
 
 from exitgate.quant.config import load_config
 from exitgate.quant.datasets import load_dataset
@@ -21,28 +49,32 @@ def small_config():
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, small_config, digits):
+def trained_run(tmp_path_factory, worker_id, small_config, digits):
+    """The trained run and what `run_train` returned (kept beside the run, not in it, so tests
+    can compare it with the run's train.json)."""
     from exitgate.quant.flow import run_train
 
-    out = tmp_path_factory.mktemp("run") / "digits"
-    result = run_train(small_config, digits, out, progress=False, float_baseline=True,
-                       log=lambda *a: None)
-    return out, result
+    def make(path):
+        result = run_train(small_config, digits, path / "digits", progress=False,
+                           float_baseline=True, log=lambda *a: None)
+        (path / "result.json").write_text(json.dumps(result))
+
+    path = _shared(tmp_path_factory, worker_id, "trained", make)
+    return path / "digits", json.loads((path / "result.json").read_text())
 
 
 @pytest.fixture(scope="session")
-def compiled_run(trained_run, tmp_path_factory):
+def compiled_run(trained_run, tmp_path_factory, worker_id):
     """A copy of the trained run, compiled for the ULX3S (ECP5-85F)."""
-    import shutil
     from exitgate.cli import main
-
     from exitgate.hw.ram import poison_collisions
 
-    run = tmp_path_factory.mktemp("compiled") / "run"
-    shutil.copytree(trained_run[0], run)
-    with poison_collisions(False):      # the shipped Verilog, whichever test asks first
-        assert main(["compile", str(run), "--board", "ulx3s-85f"]) == 0
-    return run
+    def make(path):
+        shutil.copytree(trained_run[0], path / "run")
+        with poison_collisions(False):      # the shipped Verilog, whichever test asks first
+            assert main(["compile", str(path / "run"), "--board", "ulx3s-85f"]) == 0
+
+    return _shared(tmp_path_factory, worker_id, "compiled", make) / "run"
 
 
 #: test folders whose designs are elaborated with poisoned read / write collisions
@@ -64,12 +96,13 @@ def poisoned_collisions(request):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def sim_build_dir(tmp_path_factory):
-    """One simulator build cache for the session (also for `exitgate sim` run by tests, through
-    EXITGATE_SIM_CACHE): builds are keyed by the Verilog's hash, so every test simulating the
-    same design shares one Verilator build."""
+def sim_build_dir(tmp_path_factory, worker_id):
+    """One simulator build cache for the session, shared by the workers (also for `exitgate sim`
+    run by tests, through EXITGATE_SIM_CACHE): builds are keyed by the Verilog's hash and made
+    under a lock (`exitgate.sim.runner.run_cocotb`), so every test simulating the same design
+    shares one Verilator build."""
     import os
-    path = tmp_path_factory.mktemp("sim-builds")
+    path = _shared(tmp_path_factory, worker_id, "sim-builds", lambda path: None)
     old = os.environ.get("EXITGATE_SIM_CACHE")
     os.environ["EXITGATE_SIM_CACHE"] = str(path)
     yield path
@@ -83,25 +116,26 @@ SIMULATED_SAMPLES = 30
 
 
 @pytest.fixture(scope="session")
-def simulated_run(compiled_run, sim_build_dir, tmp_path_factory):
+def simulated_run(compiled_run, sim_build_dir, tmp_path_factory, worker_id):
     """A copy of the compiled run, simulated on the first SIMULATED_SAMPLES test samples
     (Verilator) and through `exitgate energy`. Tests that change it must copy it first
     (`copy_run`)."""
-    import shutil
     from exitgate.cli import main
     from exitgate.sim.flow import run_sim
 
-    run = tmp_path_factory.mktemp("simulated") / "run"
-    shutil.copytree(compiled_run, run, ignore=shutil.ignore_patterns(
-        "sim", "energy.json", "energy.png", "build", "report*"))
-    r, _ = run_sim(run, limit=SIMULATED_SAMPLES, build_dir=sim_build_dir, log=lambda *a: None)
-    assert r["errors"] == [] and r["activity"] and r["baseline"]["activity"]
-    assert main(["energy", str(run)]) == 0
-    return run
+    def make(path):
+        run = path / "run"
+        shutil.copytree(compiled_run, run, ignore=shutil.ignore_patterns(
+            "sim", "energy.json", "energy.png", "build", "report*"))
+        r, _ = run_sim(run, limit=SIMULATED_SAMPLES, build_dir=sim_build_dir,
+                       log=lambda *a: None)
+        assert r["errors"] == [] and r["activity"] and r["baseline"]["activity"]
+        assert main(["energy", str(run)]) == 0
+
+    return _shared(tmp_path_factory, worker_id, "simulated", make) / "run"
 
 
 def copy_run(src, dst):
     """A copy of a RUN directory (the simulator builds it points to are shared, not copied)."""
-    import shutil
     shutil.copytree(src, dst)
     return dst
