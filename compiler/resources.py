@@ -423,7 +423,8 @@ def block_features(kind: str, family: str, **p) -> _Features:
         bound = p.get("bound", False)
         x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw
               + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
-              + _rw(spec.lut_size) + spec.exp_bits + 1 + 6)  # the pipelined sum stage
+              + _rw(spec.lut_size) + spec.exp_bits + 1 + 6  # the pipelined sum stage
+              + (cl if copies == 2 else 0))     # "double": the collect store's one-hot slot
         x.add("mux_bits", (cl * wd if copies == 2 else wd) + 2 * sb)
         x.add("cmp_bits", (2 + bound) * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":

@@ -40,15 +40,16 @@ Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5
 acceptance of a sample's last logit to its result being valid (no stalls).
 
 Logit store (``store=``): ``"double"`` (the default, above) keeps two copies of a sample's logits,
-the collect shift register ``z1`` and the sum stage's ``z2`` (plus its rounded max ``zmaxh2``,
+the collect registers ``z1`` (logit ``j`` written into slot ``j``) and the sum stage's shift
+register ``z2`` (plus its rounded max ``zmaxh2``,
 ``W_h`` bits, normally ``W + 1``, and with ``bound`` ``zmaxc2``), so that
 collecting sample n+1 overlaps summing sample n: ``2 * C * W`` flip-flops and a ``C * W``-bit load
 mux. ``"single"`` keeps one: the sum stage reads the logits and the max straight out of the collect
 registers, shifting that one store as it issues, and only the sample's id, argmax, threshold and
 mode are copied on to it (they are overwritten by the next sample's first logit). No ``z2``, no
-``zmaxh2`` (nor ``zmaxc2``), no load mux: ``C * W + W_h - 1`` flip-flops fewer (``+ W_c`` with
-``bound``; ``i.ready`` is a register here) and
-about ``C * W`` LUTs fewer. It is meant for small devices whose logits come from a folded layer far
+``zmaxh2`` (nor ``zmaxc2``), no load mux, no one-hot slot register: ``C * W + W_h + C - 1``
+flip-flops fewer (``+ W_c`` with ``bound``; ``i.ready`` is a register here) and about ``C * W``
+LUTs fewer. It is meant for small devices whose logits come from a folded layer far
 slower than the unit, where the overlap buys nothing. Ports, results and the write semantics are
 those of ``"double"``; the timing differs:
 
@@ -303,12 +304,21 @@ class ExitDecision(wiring.Component):
                 m.d.sync += z1[C - 1].eq(logit)
         else:
             m.d.comb += self.i.ready.eq(~full1 | s2_load)
+            # logit j goes straight into z1[j] (where C shifts would have taken it): slot j's
+            # enable is the accept and a one-hot slot register, so the accept drives C enables
+            # and each of them W flip-flops, rather than one enable fanned out to all C * W
+            # (Fmax: that fan-out's routing was a critical path on ECP5)
+            slot1 = Signal(C, init=1)
+            accept = Signal()
+            m.d.comb += accept.eq(self.i.valid & self.i.ready)
+            with m.If(accept):
+                m.d.sync += slot1.eq(slot1.rotate_left(1))
+            for j in range(C):
+                with m.If(accept & slot1[j]):
+                    m.d.sync += z1[j].eq(logit)
         with m.If(s2_load):
             m.d.sync += full1.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            if not single:
-                m.d.sync += [z1[j].eq(z1[j + 1]) for j in range(C - 1)]
-                m.d.sync += z1[C - 1].eq(logit)
             # a new max: the max, its rounded form and (``bound``) the saturation bound
             new_max = [zmax1.eq(logit), zmaxh1.eq(logit + half)] + (
                 [zmaxc1.eq(logit + (half - clamp))] if self.bound else [])

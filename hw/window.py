@@ -135,6 +135,10 @@ class SlidingWindow(wiring.Component):
         wp = Signal(range(w_max + p))
         g = Signal(range(groups))
         real = (hp < h_max) & (wp < w_max)
+        # what step 1 needs to know of the position, as registers beside it (Fmax: the line
+        # buffer's write enable and the stage enables are then one or two LUTs from registers,
+        # not behind the position compares): it emits a window; it is inside the map's width
+        emit0, in_w0 = (hp >= p) & (wp >= p), wp < w_max
         fire = Signal()
         m.d.comb += [fire.eq(en_1 & (~real | i.valid)), i.ready.eq(en_1 & real),
                      rd.addr.eq(Mux(wp < w_max, wp * groups + g, 0)), rd.en.eq(en_1)]
@@ -143,14 +147,15 @@ class SlidingWindow(wiring.Component):
 
         s1_hp, s1_wp, s1_g = Signal.like(hp), Signal.like(wp), Signal.like(g)
         s1_x = Signal(row_bits)
+        s1_in_w = Signal()
         with m.If(en_1):
             m.d.sync += [s1_valid.eq(fire), s1_hp.eq(hp), s1_wp.eq(wp), s1_g.eq(g),
-                         s1_x.eq(i.payload.data)]
+                         s1_x.eq(i.payload.data), s1_emit.eq(emit0), s1_in_w.eq(in_w0)]
 
         # Step 1: column = K-1 buffered rows + this input; update line buffer and column history.
         olds = [rd.data.word_select(j, row_bits) for j in range(k - 1)]  # row hp-1-j
         column = Cat(*reversed(olds), s1_x)  # row ky at word ky: rows hp-K+1 .. hp
-        m.d.comb += [wr.addr.eq(s1_wp * groups + s1_g), wr.en.eq(en_1 & s1_valid & (s1_wp < w_max)),
+        m.d.comb += [wr.addr.eq(s1_wp * groups + s1_g), wr.en.eq(en_1 & s1_valid & s1_in_w),
                      wr.data.eq(Cat(s1_x, *olds[:-1]))]
         history = [Signal(k * row_bits, name=f"col{n}") for n in range((k - 1) * groups)]
         with m.If(en_1 & s1_valid):
@@ -162,7 +167,6 @@ class SlidingWindow(wiring.Component):
         col_ok = [(s1_wp + kx >= 2 * p) & (s1_wp + kx < w_max + 2 * p) for kx in range(k)]
         window = Cat(*[Mux(row_ok[ky] & col_ok[kx], columns[kx].word_select(ky, row_bits), 0)
                        for ky in range(k) for kx in range(k)])
-        m.d.comb += s1_emit.eq((s1_hp >= p) & (s1_wp >= p))
         with m.If(en_o):
             m.d.sync += [
                 o.valid.eq(s1_valid & s1_emit & en_1),

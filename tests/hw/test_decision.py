@@ -265,16 +265,17 @@ def _flip_flops(dut) -> int:
 
 @pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
 def test_single_store_drops_the_second_copy(bound):
-    """"single" has no second logit store and no second rounded max (C*W + W_h flip-flops
-    fewer, W_h = W + 1 here), and with ``bound`` no second saturation bound (up to W_c = W + 2
-    more: yosys shares some of its bits, e.g. its low bits are the rounded max's, since ``T``'s
-    are zeros), and one flip-flop more (its i.ready is registered)."""
+    """"single" has no second logit store, no second rounded max and no one-hot slot register
+    (C*W + W_h + C flip-flops fewer, W_h = W + 1 here), and with ``bound`` no second saturation
+    bound (up to W_c = W + 2 more: yosys shares some of its bits, e.g. its low bits are the
+    rounded max's, since ``T``'s are zeros), and one flip-flop more (its i.ready is
+    registered)."""
     kw = dict(logit_width=LOGIT_WIDTH, id_width=8, threshold=128, bound=bound)
     double, single = ExitDecision(SPEC, **kw), ExitDecision(SPEC, **kw, store="single")
     assert SPEC.index_shift > 0 and (1 << (SPEC.index_shift - 1)) < 1 << (LOGIT_WIDTH - 1)
     assert SPEC.lut_size << SPEC.index_shift < 1 << (LOGIT_WIDTH - 1)
     saved = _flip_flops(double) - _flip_flops(single)
-    copies = SPEC.classes * LOGIT_WIDTH + (LOGIT_WIDTH + 1) - 1
+    copies = SPEC.classes * LOGIT_WIDTH + (LOGIT_WIDTH + 1) + SPEC.classes - 1
     if bound:
         assert copies < saved <= copies + LOGIT_WIDTH + 2
     else:
