@@ -100,7 +100,15 @@ def _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir,
         os.environ["MAKEFLAGS"] = f"{saved or ''} {make_flags}".strip()
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
-        runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
+        # the source at a fixed path in the build directory, rewritten only when its text
+        # changes: Verilator's make rebuilds when a source's path or time stamp differs, so
+        # every copy of a design (each RUN has its own top.v) would otherwise rebuild it
+        src = build_dir / "src" / verilog.name
+        src.parent.mkdir(exist_ok=True)
+        text = verilog.read_text()
+        if not src.exists() or src.read_text() != text:
+            src.write_text(text)
+        runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
                      always=always, build_args=build_args, timescale=_TIMESCALE, waves=waves,
                      log_file=build_dir / "build.log")
     finally:
