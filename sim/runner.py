@@ -72,7 +72,8 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     if waves and sim_name == "verilator" and _fst_available():
         build_args = build_args + ["--trace-fst"]   # FST rather than the runner's default VCD
     settings = {"sim": sim_name, "top": toplevel, "args": build_args, "waves": waves}
-    digest = design_hash(verilog.read_text(), settings)
+    text = verilog.read_text()
+    digest = design_hash(text, settings)
     if python_search:
         # cocotb_tools' runner sets the bench's PYTHONPATH from this process's sys.path
         # (overriding os.environ["PYTHONPATH"]), so the search path goes there.
@@ -84,11 +85,12 @@ def run_cocotb(verilog: Path, toplevel: str, test_module: str, build_dir: Path, 
     # one build (and run of it) at a time per build directory, across processes: `exitgate sim`s
     # or parallel test workers sharing a build cache wait for a build rather than run half of it
     with FileLock(str(build_dir) + ".lock"):
-        return _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir,
-                               build_args, digest, test_dir, extra_env, waves, testcase)
+        return _build_and_test(runner, sim_name, verilog.name, text, toplevel, test_module,
+                               build_dir, build_args, digest, test_dir, extra_env, waves,
+                               testcase)
 
 
-def _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir, build_args,
+def _build_and_test(runner, sim_name, name, text, toplevel, test_module, build_dir, build_args,
                     digest, test_dir, extra_env, waves, testcase):
     from cocotb_tools.check_results import get_results
 
@@ -103,9 +105,8 @@ def _build_and_test(runner, sim_name, verilog, toplevel, test_module, build_dir,
         # the source at a fixed path in the build directory, rewritten only when its text
         # changes: Verilator's make rebuilds when a source's path or time stamp differs, so
         # every copy of a design (each RUN has its own top.v) would otherwise rebuild it
-        src = build_dir / "src" / verilog.name
+        src = build_dir / "src" / name
         src.parent.mkdir(exist_ok=True)
-        text = verilog.read_text()
         if not src.exists() or src.read_text() != text:
             src.write_text(text)
         runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,

@@ -14,6 +14,9 @@ import shutil
 import pytest
 from filelock import FileLock
 
+from exitgate.quant.config import load_config
+from exitgate.quant.datasets import load_dataset
+
 
 def _shared(tmp_path_factory, worker_id, name, make):
     """``root/name``, made by ``make(path)`` once per test session whichever worker asks first
@@ -31,9 +34,6 @@ def _shared(tmp_path_factory, worker_id, name, make):
             make(path)
             done.touch()
     return path
-
-from exitgate.quant.config import load_config
-from exitgate.quant.datasets import load_dataset
 
 
 @pytest.fixture(scope="session")
