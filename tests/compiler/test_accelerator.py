@@ -111,7 +111,7 @@ def test_area_folding_uses_frame_convs_and_single_store_decisions(trained_run, d
     out, _ = trained_run
     ir, weights = load_ir(out)
     graph = lower(ir, weights).with_folds(
-        {"s0": Fold(4, 1), "s2": Fold(1, 16), "s3": Fold(4, 1), "s5": Fold(1, 8)}
+        {"s0": Fold(16, 1), "s2": Fold(1, 16), "s3": Fold(16, 1), "s5": Fold(1, 8)}
     ).with_skids(False)     # as compile builds it when skid buffers do not fit
     T = 0.9
     acc = Accelerator(graph, weights, [ir.exits[0].decision.threshold_register(T)],
