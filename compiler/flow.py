@@ -296,8 +296,12 @@ def _build_one(job) -> dict:
     return build(acc, get_board(board_name), Path(run) / "build" / which, name="top", **options)
 
 
-def run_build(run: Path, board_name: str | None = None, *, force: bool = False, log=print) -> dict:
-    """`exitgate build`: both designs in the UART harness through the open toolchain."""
+def run_build(run: Path, board_name: str | None = None, *, force: bool = False, seeds: int = 1,
+              log=print) -> dict:
+    """`exitgate build`: both designs in the UART harness through the open toolchain;
+    ``seeds``: nextpnr seeds 1..N tried per design, the fastest placement kept
+    (`exitgate.boards.build.build`)."""
+    from ..boards.build import check_seeds
     from ..boards.profiles import get_board
 
     run = Path(run)
@@ -307,14 +311,16 @@ def run_build(run: Path, board_name: str | None = None, *, force: bool = False, 
     if board.name != m["board"]:
         raise ExitgateError(f"{run}/hw was compiled for {m['board']}, not {board.name}: run "
                             f"`exitgate compile {run} --board {board.name} --force` first")
+    check_seeds(seeds, board)
     prepare_step(run, "build", force)
     out = {"board": board.name, "family": board.family, "device": board.device}
-    jobs = [(str(run), which, board.name, harness_args(m, which))
+    jobs = [(str(run), which, board.name, {**harness_args(m, which), "seeds": seeds})
             for which in ("early_exit", "baseline")]
     # the two place-and-routes are single-threaded: side by side when there are cores for both
     workers = min(len(jobs), os.cpu_count() or 1)
     log(f"build early_exit and baseline for {board.name} "
-        f"({'side by side' if workers > 1 else 'one after the other'}) ...")
+        f"({'side by side' if workers > 1 else 'one after the other'}"
+        f"{f'; nextpnr seeds 1..{seeds} each' if seeds > 1 else ''}) ...")
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_build_one, jobs))

@@ -135,6 +135,12 @@ def test_unknown_board_everywhere(trained, compiled, capsys, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
+def test_bad_seed_count(compiled, capsys):
+    """Refused before RUN/build is touched (a --force build would otherwise clear it first)."""
+    fails_cleanly(["build", str(compiled), "--seeds", "0", "--force"], capsys, "from 1 to 16",
+                  untouched=compiled)
+
+
 def test_missing_simulator(compiled, capsys, monkeypatch):
     from exitgate.sim import tools
     monkeypatch.setattr(tools.shutil, "which", lambda name, *a, **k: None)

@@ -105,3 +105,52 @@ def test_exitgate_build_writes_both_designs_for_a_run(trained_run, tmp_path):
     # the early-exit harness carries two exits' result logic, the baseline one: not the same file
     assert (run / "build" / "early_exit" / "top.v").read_text() != \
         (run / "build" / "baseline" / "top.v").read_text()
+
+
+def test_seed_sweep_keeps_the_fastest_placement(tmp_path):
+    """seeds=2: both nextpnr seeds place the same netlist, the build reports both Fmax figures
+    and keeps the faster placement under the build's file names, its bitstream packed from it.
+    Where seed 1 wins, the test then makes seed 2's placement the build's as the sweep does when
+    a later seed wins, so both branches are checked."""
+    import subprocess
+
+    from exitgate.boards.build import _keep_seed, read_nextpnr_report
+
+    result = build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
+                   seeds=2)
+    seeds = result["seeds"]
+    assert set(seeds) == {"1", "2"} and all(f > 0 for f in seeds.values())
+    assert result["seed"] == int(max(seeds, key=lambda sd: (seeds[sd], -int(sd))))
+    assert result["fmax_mhz"] == seeds[str(result["seed"])]
+    env = tool_env()
+
+    def packed(asc):    # (the yowasp tools see the working directory, so relative names)
+        subprocess.run([env["ICEPACK"], asc, "check.bin"], env=env, cwd=tmp_path, check=True)
+        return (tmp_path / "check.bin").read_bytes()
+
+    fmax = lambda report: read_nextpnr_report("ice40", tmp_path / report)[2]  # noqa: E731
+    assert fmax("top.report.json") == result["fmax_mhz"]
+    assert (tmp_path / "top.bin").read_bytes() == packed("top.asc")
+    if result["seed"] == 1:
+        _keep_seed(get_board("icebreaker"), tmp_path, "top", env, 2, tmp_path / "build_top.log")
+    # seed 2's placement is the build's now, seed 1's is seed1.*
+    assert (tmp_path / "top.asc").read_bytes() == (tmp_path / "seed2.asc").read_bytes()
+    assert fmax("top.report.json") == seeds["2"] and fmax("seed1.report.json") == seeds["1"]
+    bitstream = (tmp_path / "top.bin").read_bytes()
+    assert bitstream == packed("seed2.asc")
+    assert bitstream != packed("seed1.asc"), "the two seeds placed alike"
+
+
+@pytest.mark.parametrize("seeds, board, words", [
+    (0, "icebreaker", ["from 1 to 16", "got 0"]),
+    (2.5, "ulx3s-85f", ["integer", "2.5"]),
+    (2, "arty-a7-35", ["no open place and route", "iCE40 or ECP5"]),
+])
+def test_bad_seed_counts_are_refused(tmp_path, seeds, board, words):
+    with pytest.raises(ExitgateError) as e:
+        build(standin, board, tmp_path, pixels_per_sample=PIXELS, exits=EXITS, seeds=seeds)
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert not list(tmp_path.iterdir()), "nothing is built for a refused seed count"
+    with pytest.raises(ExitgateError, match="seeds=N"):
+        build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
+              nextpnr_args=["--seed", "3"])
