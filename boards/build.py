@@ -158,6 +158,7 @@ def check_seeds(seeds, board: str | BoardProfile) -> None:
                             f"here, so there are no nextpnr seeds to sweep: use 1 seed (a sweep "
                             f"needs an iCE40 or ECP5 board)")
 
+
 #: nextpnr's placement output option, per family
 _PLACED = {"ecp5": ("--textcfg", "config"), "ice40": ("--asc", "asc")}
 
@@ -175,7 +176,7 @@ def _script_steps(out: Path, name: str):
 def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[int, float | None]:
     """Place and route the synthesised netlist again with each of ``seeds``, into
     ``seed<k>.{report.json,tim,config|asc}``: {seed: Fmax in MHz, None where nextpnr failed}."""
-    preamble, cmd, _ = _script_steps(out, name)
+    _, cmd, _ = _script_steps(out, name)
     flag, ext = _PLACED[profile.family]
     tool = env.get(tool_env_var(f"nextpnr-{profile.family}"), f"nextpnr-{profile.family}")
     renamed = {"--report": "report.json", "--log": "tim", flag: ext}
@@ -185,8 +186,6 @@ def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[i
         for word in words:
             if word in renamed:
                 args += [word, f"seed{seed}.{renamed[word]}"]
-                next(words)
-            elif word == "--seed":
                 next(words)
             else:
                 args.append(word)
