@@ -56,7 +56,8 @@ def _cmd_compile(args) -> int:
 def _cmd_build(args) -> int:
     from .compiler.flow import run_build
 
-    r = run_build(Path(args.run), args.board, force=args.force, seeds=args.seeds)
+    r = run_build(Path(args.run), args.board, force=args.force, seeds=args.seeds,
+                  time_limit=_time_limit_s(args.time_limit))
     for which in ("early_exit", "baseline"):
         b = r[which]
         res = b.get("resources") or {}
@@ -65,12 +66,28 @@ def _cmd_build(args) -> int:
               f"DSP {res.get('dsp', '-')} BRAM {res.get('bram', '-')}  Fmax "
               f"{'-' if fmax is None else f'{fmax:.1f}'} MHz (clock {b['clock_mhz']} MHz)  "
               f"{b.get('bitstream') or b.get('message', '')}")
-        if len(b.get("seeds") or {}) > 1:
-            tried = ", ".join(f"{sd}: {'failed' if f is None else f'{f:.1f}'}"
-                              for sd, f in b["seeds"].items())
-            print(f"{'':<11} nextpnr seeds (MHz) {tried}; kept seed {b['seed']}")
+        print_seeds(b, indent=" " * 12)
     print(f"wrote {args.run}/build/build.json")
     return 0
+
+
+def print_seeds(b: dict, indent: str) -> None:
+    """The seed sweep and time-limit lines of one design's build result, where there are any."""
+    stopped = b.get("timed_out") or []
+    if len(b.get("seeds") or {}) > 1 or stopped:
+        tried = ", ".join(f"{sd}: " + ("stopped at the time limit" if sd in stopped else
+                                       "failed" if f is None else f"{f:.1f}")
+                          for sd, f in b["seeds"].items())
+        kept = "router2 at seed 1" if b.get("router") == "router2" else f"seed {b['seed']}"
+        print(f"{indent}nextpnr seeds (MHz) {tried}; kept {kept}")
+
+
+def _time_limit_s(minutes: float) -> float | None:
+    """--time-limit MIN (0: none) in seconds."""
+    if not 0 <= minutes < float("inf"):
+        raise ExitgateError(f"--time-limit must be a number of minutes >= 0 (0: no limit), got "
+                            f"{minutes:g}")
+    return minutes * 60 if minutes else None
 
 
 def _cmd_energy(args) -> int:
@@ -101,8 +118,9 @@ def _cmd_flow(args) -> int:
     r = run_flow(Path(args.out), config=args.config, dataset=args.dataset, board=args.board,
                  mode=args.mode, simulator=args.simulator, limit=args.limit,
                  profile=args.profile, buffer_depth=args.buffer_depth,
-                 soft_multipliers=args.soft_multipliers,
-                 build=not args.no_build, force=args.force, progress=not args.quiet)
+                 soft_multipliers=args.soft_multipliers, build=not args.no_build,
+                 seeds=args.seeds, time_limit=_time_limit_s(args.time_limit),
+                 force=args.force, progress=not args.quiet)
     print(format_flow_table(r))
     print(f"wrote {args.out}/ (report: {args.out}/report.html)")
     return 0
@@ -116,6 +134,14 @@ def _cmd_report(args) -> int:
     print(f"wrote {page}, {Path(args.run) / 'report.json'} and "
           f"{len(rep['report']['plots'])} plots in {Path(args.run) / 'report'}/")
     return 0
+
+
+def _time_limit_arg(p) -> None:
+    from .boards.build import DEFAULT_TIME_LIMIT_S
+    p.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S / 60, metavar="MIN",
+                   help="stop a nextpnr place and route after MIN minutes; when every seed is "
+                   "stopped, route once more with nextpnr's router2 (default "
+                   f"{DEFAULT_TIME_LIMIT_S / 60:g}; 0: no limit)")
 
 
 def _model_args(p) -> None:
@@ -173,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="place and route each design with nextpnr seeds 1..N and keep the "
                         "fastest placement (N place-and-routes per design; default 1)")
+    _time_limit_arg(b)
     b.set_defaults(func=_cmd_build)
 
     s = sub.add_parser("sim", help="simulate both designs on the test split (cocotb), check every "
@@ -210,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=int, help="simulate only the first N test samples")
     f.add_argument("--profile", help="energy technology profile (default: the board's family)")
     f.add_argument("--no-build", action="store_true", help="skip the bitstream builds")
+    f.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="build: nextpnr seeds 1..N per design, the fastest kept (default 1)")
+    _time_limit_arg(f)
     f.add_argument("--out", required=True, help="RUN directory (created, or resumed)")
     f.add_argument("--force", action="store_true", help="redo every step, replacing results")
     f.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -23,6 +23,7 @@ import json
 import time
 from pathlib import Path
 
+from .boards.build import DEFAULT_TIME_LIMIT_S
 from .errors import ExitgateError
 from .runs import STEPS, exitgate_version, read_json, write_json
 
@@ -47,7 +48,7 @@ _PARAMS = {
     "compile": ("board", "buffer_depth", "soft_multipliers"),
     "sim": ("simulator", "limit"),
     "energy": ("profile",),
-    "build": ("board",),
+    "build": ("board", "seeds"),
     "report": (),
 }
 
@@ -150,10 +151,12 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
              board: str | None = None, mode: str | None = None, simulator: str = "verilator",
              limit: int | None = None, profile: str | None = None,
              buffer_depth: int | None = None, soft_multipliers: bool = False,
-             build: bool = True, force: bool = False, progress: bool = True,
-             log=print) -> dict:
+             build: bool = True, seeds: int = 1, time_limit: float | None = DEFAULT_TIME_LIMIT_S,
+             force: bool = False, progress: bool = True, log=print) -> dict:
     """Run (or resume) the whole flow in RUN directory `out`; returns flow.json's dict with a
-    ``summary`` of each step (status done/skipped/not-available, seconds)."""
+    ``summary`` of each step (status done/skipped/not-available, seconds). ``seeds`` and
+    ``time_limit`` go to the build step (`exitgate.compiler.flow.run_build`); the time limit
+    is not a setting of the run (it changes how long a build may take, not what it makes)."""
     from .boards.profiles import DEFAULT_BOARD, get_board
 
     out = Path(out)
@@ -161,6 +164,9 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
     cfg, spec, config_text = _resolve(config, dataset)
     if limit is not None and limit < 1:
         raise ExitgateError(f"--limit must be a positive number of samples, got {limit}")
+    from .boards.build import check_seeds, check_time_limit
+    check_seeds(seeds if build else 1, prof)
+    check_time_limit(time_limit)
     if simulator not in ("verilator", "icarus"):
         raise ExitgateError(f"--simulator must be verilator or icarus, got {simulator!r}")
     params = {"config": str(Path(config).resolve()) if config else None,
@@ -168,8 +174,10 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
               "board": prof.name, "simulator": simulator, "limit": limit, "profile": profile,
               "buffer_depth": buffer_depth, "build": build,
               # None unless asked for: runs recorded before the option match
-              "soft_multipliers": True if soft_multipliers else None}
+              "soft_multipliers": True if soft_multipliers else None,
+              "seeds": seeds if seeds > 1 else None}
     record = _check_params(out, params, force)
+    build_options = {"seeds": seeds, "time_limit": time_limit}
     out.mkdir(parents=True, exist_ok=True)
     record["params"] = params
     write_json(out / FLOW_FILE, record)
@@ -195,7 +203,7 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
             record["steps"].pop(later, None)
         write_json(out / FLOW_FILE, record)
         detail = _STEP_FUNCS[step](out, cfg=cfg, spec=spec, params=params, prof=prof,
-                                   progress=progress, log=log)
+                                   progress=progress, log=log, build_options=build_options)
         secs = time.perf_counter() - t0
         # the fingerprint of the inputs the step actually read (train's depend on params only)
         record["steps"][step] = {"fingerprint": fingerprint(out, step, params),
@@ -255,14 +263,17 @@ def _energy(out, *, params, log, **_):
             f"{en['baseline_pj'] / 1e3:.1f} nJ ({en['mean_pj'] / en['baseline_pj']:.2f}x)")
 
 
-def _build(out, *, params, prof, log, **_):
+def _build(out, *, params, prof, log, build_options, **_):
     from .compiler.flow import run_build
-    r = run_build(out, params["board"], force=True, log=lambda m: log(f"  {m}"))
+    r = run_build(out, params["board"], force=True, log=lambda m: log(f"  {m}"),
+                  **build_options)
     parts = []
     for which in ("early_exit", "baseline"):
         b = r[which]
         fmax = b.get("fmax_mhz")
-        parts.append(f"{which} {b['status']}" + (f" Fmax {fmax:.1f} MHz" if fmax else ""))
+        parts.append(f"{which} {b['status']}" + (f" Fmax {fmax:.1f} MHz" if fmax else "")
+                     + (" (router2: router1 stopped at the time limit)"
+                        if b.get("router") == "router2" else ""))
     return "; ".join(parts) if prof.open_flow else f"{prof.name}: sources only (no open flow)"
 
 

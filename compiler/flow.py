@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..boards.build import DEFAULT_TIME_LIMIT_S
 from ..errors import ExitgateError
 from ..quant.ir import load_ir
 from ..quant.reference import cascade, exit_logits
@@ -297,11 +298,12 @@ def _build_one(job) -> dict:
 
 
 def run_build(run: Path, board_name: str | None = None, *, force: bool = False, seeds: int = 1,
-              log=print) -> dict:
+              time_limit: float | None = DEFAULT_TIME_LIMIT_S, log=print) -> dict:
     """`exitgate build`: both designs in the UART harness through the open toolchain;
-    ``seeds``: nextpnr seeds 1..N tried per design, the fastest placement kept
-    (`exitgate.boards.build.build`)."""
-    from ..boards.build import check_seeds
+    ``seeds``: nextpnr seeds 1..N tried per design, the fastest placement kept;
+    ``time_limit``: seconds one nextpnr run may take before it is stopped (None: no limit;
+    see `exitgate.boards.build.build`)."""
+    from ..boards.build import check_seeds, check_time_limit
     from ..boards.profiles import get_board
 
     run = Path(run)
@@ -312,15 +314,18 @@ def run_build(run: Path, board_name: str | None = None, *, force: bool = False, 
         raise ExitgateError(f"{run}/hw was compiled for {m['board']}, not {board.name}: run "
                             f"`exitgate compile {run} --board {board.name} --force` first")
     check_seeds(seeds, board)
+    check_time_limit(time_limit)
     prepare_step(run, "build", force)
     out = {"board": board.name, "family": board.family, "device": board.device}
-    jobs = [(str(run), which, board.name, {**harness_args(m, which), "seeds": seeds})
+    jobs = [(str(run), which, board.name, {**harness_args(m, which), "seeds": seeds,
+                                           "time_limit": time_limit})
             for which in ("early_exit", "baseline")]
     # the two place-and-routes are single-threaded: side by side when there are cores for both
     workers = min(len(jobs), os.cpu_count() or 1)
     log(f"build early_exit and baseline for {board.name} "
         f"({'side by side' if workers > 1 else 'one after the other'}"
-        f"{f'; nextpnr seeds 1..{seeds} each' if seeds > 1 else ''}) ...")
+        f"{f'; nextpnr seeds 1..{seeds} each' if seeds > 1 else ''}"
+        f"{f'; at most {time_limit / 60:g} min a place and route' if time_limit else ''}) ...")
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_build_one, jobs))

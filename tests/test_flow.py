@@ -156,3 +156,23 @@ def test_flow_cli_errors_are_one_line(tmp_path, capsys, recorder):
     assert main(["flow", "--out", str(corrupt), "--board", "ulx3s-85f"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corrupt" in err[0]
+
+
+def test_flow_gives_seeds_and_time_limit_to_the_build(tmp_path, recorder, monkeypatch):
+    """--seeds is a setting of the run (another count redoes the build only with --force);
+    the time limit is not (it bounds how long a build may take, not what it makes)."""
+    from exitgate.boards.build import DEFAULT_TIME_LIMIT_S
+    seen = []
+    record = flowmod._STEP_FUNCS["build"]
+    monkeypatch.setitem(flowmod._STEP_FUNCS, "build",
+                        lambda out, **kw: seen.append(kw["build_options"]) or record(out, **kw))
+    out = tmp_path / "run"
+    flowmod.run_flow(out, board="ulx3s-85f", log=lambda *a: None)
+    assert seen == [{"seeds": 1, "time_limit": DEFAULT_TIME_LIMIT_S}]
+    flowmod.run_flow(out, board="ulx3s-85f", time_limit=60, log=lambda *a: None)
+    assert len(seen) == 1, "a new time limit alone redid the build"
+    with pytest.raises(ExitgateError, match=r"seeds None -> 3"):
+        flowmod.run_flow(out, board="ulx3s-85f", seeds=3, log=lambda *a: None)
+    flowmod.run_flow(out, board="ulx3s-85f", seeds=3, time_limit=None, force=True,
+                     log=lambda *a: None)
+    assert seen[-1] == {"seeds": 3, "time_limit": None}

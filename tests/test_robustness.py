@@ -135,10 +135,17 @@ def test_unknown_board_everywhere(trained, compiled, capsys, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
-def test_bad_seed_count(compiled, capsys):
-    """Refused before RUN/build is touched (a --force build would otherwise clear it first)."""
+def test_bad_seed_count_and_time_limit(compiled, capsys, tmp_path):
+    """Refused before RUN/build is touched (a --force build would otherwise clear it first),
+    and by the flow before any step runs."""
     fails_cleanly(["build", str(compiled), "--seeds", "0", "--force"], capsys, "from 1 to 16",
                   untouched=compiled)
+    fails_cleanly(["build", str(compiled), "--time-limit", "-5", "--force"], capsys,
+                  "minutes >= 0", untouched=compiled)
+    fails_cleanly(["flow", "--out", str(tmp_path / "f"), "--seeds", "17"], capsys, "from 1 to 16")
+    fails_cleanly(["flow", "--out", str(tmp_path / "f"), "--time-limit", "inf"], capsys,
+                  "minutes >= 0")
+    assert not (tmp_path / "f").exists()
 
 
 def test_missing_simulator(compiled, capsys, monkeypatch):

@@ -114,7 +114,7 @@ def test_seed_sweep_keeps_the_fastest_placement(tmp_path):
     a later seed wins, so both branches are checked."""
     import subprocess
 
-    from exitgate.boards.build import _keep_seed, read_nextpnr_report
+    from exitgate.boards.build import _adopt, _pack, read_nextpnr_report
 
     result = build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
                    seeds=2)
@@ -132,7 +132,8 @@ def test_seed_sweep_keeps_the_fastest_placement(tmp_path):
     assert fmax("top.report.json") == result["fmax_mhz"]
     assert (tmp_path / "top.bin").read_bytes() == packed("top.asc")
     if result["seed"] == 1:
-        _keep_seed(get_board("icebreaker"), tmp_path, "top", env, 2, tmp_path / "build_top.log")
+        _adopt(get_board("icebreaker"), tmp_path, "top", "seed2")
+        _pack(get_board("icebreaker"), tmp_path, "top", env, result["logs"])
     # seed 2's placement is the build's now, seed 1's is seed1.*
     assert (tmp_path / "top.asc").read_bytes() == (tmp_path / "seed2.asc").read_bytes()
     assert fmax("top.report.json") == seeds["2"] and fmax("seed1.report.json") == seeds["1"]
@@ -154,3 +155,67 @@ def test_bad_seed_counts_are_refused(tmp_path, seeds, board, words):
     with pytest.raises(ExitgateError, match="seeds=N"):
         build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
               nextpnr_args=["--seed", "3"])
+
+
+def _slow_nextpnr(tmp_path, real: str | None) -> Path:
+    """A stand-in nextpnr that never finishes (a shell and a child ``sleep``, whose pids go to
+    ``pids``); with ``real``, runs that ask for router2 go to the real nextpnr."""
+    script = tmp_path / "slow-nextpnr"
+    route2 = f'case " $* " in *" router2 "*) exec "{real}" "$@";; esac\n' if real else ""
+    script.write_text(f'#!/bin/sh\n{route2}echo $$ >> "{tmp_path}/pids"\n'
+                      f'sleep 300 &\necho $! >> "{tmp_path}/pids"\nwait\n')
+    script.chmod(0o755)
+    return script
+
+
+def _alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_time_limit_falls_back_to_router2(tmp_path, monkeypatch):
+    """A nextpnr run over the time limit is stopped with every process it started, and the
+    netlist is placed and routed again with router2, whose placement the build keeps."""
+    import subprocess
+    env = tool_env()
+    env["NEXTPNR_ICE40"] = str(_slow_nextpnr(tmp_path, env["NEXTPNR_ICE40"]))
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    out = tmp_path / "b"
+    result = build(standin, "icebreaker", out, pixels_per_sample=PIXELS, exits=EXITS,
+                   time_limit=8)
+    assert result["router"] == "router2" and result["timed_out"] == ["1"]
+    assert result["seeds"] == {"1": None} and result["time_limit_s"] == 8
+    assert result["fmax_mhz"] > 0 and result["status"] == "built"
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids), "a stopped run left processes"
+    assert (out / "top.asc").read_bytes() == (out / "router2.asc").read_bytes()
+    assert (out / "top.tim").read_text() == (out / "router2.tim").read_text()
+    assert "stopped at the time limit of 8 s" in (out / "build_top.log").read_text()
+    subprocess.run([env["ICEPACK"], "router2.asc", "check.bin"], env=env, cwd=out, check=True)
+    assert (out / "top.bin").read_bytes() == (out / "check.bin").read_bytes()
+
+
+def test_time_limit_with_no_route_says_what_to_do(tmp_path, monkeypatch):
+    env = tool_env()
+    env["NEXTPNR_ICE40"] = str(_slow_nextpnr(tmp_path, None))
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    with pytest.raises(ExitgateError) as e:
+        build(standin, "icebreaker", tmp_path / "b", pixels_per_sample=PIXELS, exits=EXITS,
+              time_limit=1, seeds=2)
+    for words in ("time limit of 1 s", "seeds 1..2", "router2", "--time-limit",
+                  "exitgate flow --no-build"):
+        assert words in str(e.value), str(e.value)
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 6 and not any(_alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("limit", [0, -5, "10", True, float("nan")])
+def test_bad_time_limits_are_refused(tmp_path, limit):
+    with pytest.raises(ExitgateError, match="positive number of seconds"):
+        build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
+              time_limit=limit)
+    assert not list(tmp_path.iterdir())
