@@ -65,4 +65,17 @@ def main(boards: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["icebreaker", "ulx3s-85f"])
+    import argparse
+
+    from exitgate.boards import list_boards
+    from exitgate.errors import ExitgateError
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("boards", nargs="*", metavar="BOARD", default=["icebreaker", "ulx3s-85f"],
+                    help=f"boards to build for (of {', '.join(list_boards())}; default: "
+                         f"icebreaker ulx3s-85f)")
+    try:
+        main(ap.parse_args().boards)
+    except ExitgateError as e:
+        sys.exit(f"boards_build.py: error: {e}")

@@ -9,7 +9,6 @@ Adding a block is adding one entry to `BLOCKS`: a function returning a `BenchBlo
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -190,4 +189,12 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"blocks to measure (default: all of {', '.join(BLOCKS)})")
+    names = ap.parse_args().names
+    unknown = [n for n in names if n not in BLOCKS]
+    if unknown:
+        ap.error(f"unknown block(s) {', '.join(unknown)}: use one of {', '.join(BLOCKS)}")
+    main(names)
