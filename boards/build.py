@@ -134,7 +134,7 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
                                                       time_limit)
     resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
     seconds = time.monotonic() - start
-    return {**result, "status": "built", "bitstream": str(bitstream_path(profile, out, name)),
+    return {**result, "status": "built", "bitstream": str(_bitstream(profile, out, name)),
             "resources": resources, "utilisation": utilisation, "fmax_mhz": fmax,
             "timing_met": fmax is not None and fmax >= profile.clock_mhz,
             "seed": best, "seeds": {str(sd): f for sd, f in tried.items()},
@@ -142,7 +142,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
             "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs}
 
 
-def bitstream_path(profile, out: Path, name: str) -> Path:
+def _bitstream(profile, out: Path, name: str) -> Path:
+    """The bitstream file the build script's packer writes."""
     return out / f"{name}{profile.bitstream}"
 
 
@@ -288,7 +289,7 @@ def _pack(profile, out: Path, name: str, env, logs: dict) -> None:
     with open(logs["build"], "a") as log:
         proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *pack])], cwd=out, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0 or not bitstream_path(profile, out, name).exists():
+    if proc.returncode != 0 or not _bitstream(profile, out, name).exists():
         raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
 
 
