@@ -66,12 +66,12 @@ def _cmd_build(args) -> int:
               f"DSP {res.get('dsp', '-')} BRAM {res.get('bram', '-')}  Fmax "
               f"{'-' if fmax is None else f'{fmax:.1f}'} MHz (clock {b['clock_mhz']} MHz)  "
               f"{b.get('bitstream') or b.get('message', '')}")
-        print_seeds(b, indent=" " * 12)
+        _print_seeds(b, indent=" " * 12)
     print(f"wrote {args.run}/build/build.json")
     return 0
 
 
-def print_seeds(b: dict, indent: str) -> None:
+def _print_seeds(b: dict, indent: str) -> None:
     """The seed sweep and time-limit lines of one design's build result, where there are any."""
     stopped = b.get("timed_out") or []
     if len(b.get("seeds") or {}) > 1 or stopped:

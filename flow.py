@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from .boards.build import DEFAULT_TIME_LIMIT_S
+from .boards.build import DEFAULT_TIME_LIMIT_S, check_seeds, check_time_limit
 from .errors import ExitgateError
 from .runs import STEPS, exitgate_version, read_json, write_json
 
@@ -164,7 +164,6 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
     cfg, spec, config_text = _resolve(config, dataset)
     if limit is not None and limit < 1:
         raise ExitgateError(f"--limit must be a positive number of samples, got {limit}")
-    from .boards.build import check_seeds, check_time_limit
     check_seeds(seeds if build else 1, prof)
     check_time_limit(time_limit)
     if simulator not in ("verilator", "icarus"):
@@ -177,7 +176,6 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
               "soft_multipliers": True if soft_multipliers else None,
               "seeds": seeds if seeds > 1 else None}
     record = _check_params(out, params, force)
-    build_options = {"seeds": seeds, "time_limit": time_limit}
     out.mkdir(parents=True, exist_ok=True)
     record["params"] = params
     write_json(out / FLOW_FILE, record)
@@ -203,7 +201,7 @@ def run_flow(out: Path, *, config: str | None = None, dataset: str | None = None
             record["steps"].pop(later, None)
         write_json(out / FLOW_FILE, record)
         detail = _STEP_FUNCS[step](out, cfg=cfg, spec=spec, params=params, prof=prof,
-                                   progress=progress, log=log, build_options=build_options)
+                                   progress=progress, log=log, time_limit=time_limit)
         secs = time.perf_counter() - t0
         # the fingerprint of the inputs the step actually read (train's depend on params only)
         record["steps"][step] = {"fingerprint": fingerprint(out, step, params),
@@ -263,10 +261,10 @@ def _energy(out, *, params, log, **_):
             f"{en['baseline_pj'] / 1e3:.1f} nJ ({en['mean_pj'] / en['baseline_pj']:.2f}x)")
 
 
-def _build(out, *, params, prof, log, build_options, **_):
+def _build(out, *, params, prof, log, time_limit, **_):
     from .compiler.flow import run_build
-    r = run_build(out, params["board"], force=True, log=lambda m: log(f"  {m}"),
-                  **build_options)
+    r = run_build(out, params["board"], force=True, seeds=params["seeds"] or 1,
+                  time_limit=time_limit, log=lambda m: log(f"  {m}"))
     parts = []
     for which in ("early_exit", "baseline"):
         b = r[which]

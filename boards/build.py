@@ -265,9 +265,9 @@ def _nextpnr(profile, out: Path, name: str, env, seed: int, tag: str, extra, tim
     """One nextpnr run (`seed_command`) under ``time_limit`` seconds (None: no limit): its exit
     status, or None when it was stopped at the limit (with every process it started)."""
     args = seed_command(profile.family, out, name, env, seed, tag, extra)
+    run = " ".join([f"# nextpnr seed {seed}", *extra])
     with open(build_log, "a") as log:
-        log.write(f"# nextpnr seed {seed}{' ' if extra else ''}{' '.join(extra)}: "
-                  f"{shlex.join(args)}\n")
+        log.write(f"{run}: {shlex.join(args)}\n")
         log.flush()
         proc = subprocess.Popen(args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -275,8 +275,7 @@ def _nextpnr(profile, out: Path, name: str, env, seed: int, tag: str, extra, tim
             return proc.wait(timeout=time_limit)
         except subprocess.TimeoutExpired:
             _stop(proc)
-            log.write(f"# nextpnr seed {seed}{' ' if extra else ''}{' '.join(extra)}: stopped "
-                      f"at the time limit of {time_limit:g} s\n")
+            log.write(f"{run}: stopped at the time limit of {time_limit:g} s\n")
             return None
         except BaseException:           # Ctrl-C: leave no place and route behind
             _stop(proc)

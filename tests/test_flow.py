@@ -160,12 +160,20 @@ def test_flow_cli_errors_are_one_line(tmp_path, capsys, recorder):
 
 def test_flow_gives_seeds_and_time_limit_to_the_build(tmp_path, recorder, monkeypatch):
     """--seeds is a setting of the run (another count redoes the build only with --force);
-    the time limit is not (it bounds how long a build may take, not what it makes)."""
+    the time limit is not (it bounds how long a build may take, not what it makes). The flow's
+    own build step runs, with `run_build` recording what it was given."""
     from exitgate.boards.build import DEFAULT_TIME_LIMIT_S
+    from exitgate.compiler import flow as compiler_flow
     seen = []
-    record = flowmod._STEP_FUNCS["build"]
-    monkeypatch.setitem(flowmod._STEP_FUNCS, "build",
-                        lambda out, **kw: seen.append(kw["build_options"]) or record(out, **kw))
+
+    def run_build(out, board, *, force, seeds, time_limit, log):
+        seen.append({"seeds": seeds, "time_limit": time_limit})
+        result = {"status": "built", "fmax_mhz": 100.0}
+        write_json(out / "build" / "build.json", {"step": "build"})
+        return {"early_exit": result, "baseline": result}
+
+    monkeypatch.setattr(compiler_flow, "run_build", run_build)
+    monkeypatch.setitem(flowmod._STEP_FUNCS, "build", flowmod._build)
     out = tmp_path / "run"
     flowmod.run_flow(out, board="ulx3s-85f", log=lambda *a: None)
     assert seen == [{"seeds": 1, "time_limit": DEFAULT_TIME_LIMIT_S}]
