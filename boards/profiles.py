@@ -48,14 +48,17 @@ class Budget:
     headroom in the fabric: placement needs free logic cells to spread into, and routing
     congestion, and with it the clock, degrades as a device fills. ``hard_cap`` (DSP, block RAM,
     SPRAM, default 1.0) can allow every hard block: each is a fixed site with its own dedicated
-    routing, and the logic around it is already counted in LUT and FF. Not on every device: on
-    the ECP5-85F a digits baseline using all 156 MULT18X18D never finished routing (router1
-    circled at 33 overused wires for 45 minutes, seed 2 likewise, router2 diverged after 70
-    minutes), while its folding under 154 (``hard_cap=0.99``; it uses 148) routed in 8 minutes
-    at 114.8 MHz, for the same predicted throughput. The early-exit design is the same at 1.0
-    and 0.99 (154 DSPs; it routes at every seed tried). It is a guard, not a law: the MNIST
-    baseline using all 156 routed in 806 s, and under 0.99 its best folding uses 140 and is
-    25 % slower (README, Current figures)."""
+    routing, and the logic around it is already counted in LUT and FF.
+
+    On the ECP5-85F a digits baseline that used all 156 MULT18X18D never finished routing
+    (router1 circled at 33 overused wires for 45 minutes, seed 2 likewise, router2 diverged
+    after 70 minutes); 8 of those DSPs bought no throughput (the folding search had taken a step
+    that relieved one stage while the next one set the pace). The search now gives such
+    products back (`exitgate.compiler.dse`, trim), and that design is 148 DSPs, routed in 8
+    minutes at 114.8 MHz. A 0.99 hard cap was tried first and left the MNIST baseline at 140
+    DSPs and 25 % slower; the all-156 MNIST baseline routed in 806 s (README, Current figures).
+    A design that does need every DSP and does not route stops at `exitgate build`'s time limit
+    with an error that says what to do."""
     lut: int
     ff: int
     dsp: int
@@ -141,10 +144,8 @@ BOARDS: dict[str, BoardProfile] = {p.name: p for p in (
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", package="BG381",
         platform=ULX3S_85F_Platform, board_clock_mhz=_mhz(ULX3S_85F_Platform),
         clock_mhz=_mhz(ULX3S_85F_Platform),
-        # hard_cap 0.99 (154 DSPs, 205 block RAMs): with every DSP in use nextpnr-ecp5 could
-        # not finish routing (`Budget`)
         budget=Budget(lut=83640, ff=83640, dsp=156, bram=208, bram_bits=18432,
-                      bram_primitive="DP16KD", hard_cap=0.99),
+                      bram_primitive="DP16KD"),
         open_flow=True, bitstream=".bit", deep_mvu=True),
     BoardProfile(
         name="arty-a7-35", family="xc7", device="xc7a35ti", package="csg324",

@@ -11,7 +11,12 @@ With ``soft`` (``exitgate compile --soft-multipliers``), a change that overflows
 tried once more with as many of that stage's PE rows' products in logic as the DSPs fall short
 (`Fold.soft`: LUTs and carry chains, same cycles): a board whose DSPs are spent long before its
 LUTs (the ECP5-85F: 156 DSPs, 84k LUTs) keeps folding out where the bottleneck is instead of
-stopping. The no-exit baseline is the same search with every fraction 1 on the baseline graph,
+stopping. Then the search gives back what buys no speed (``trim``): a step can relieve the
+bottleneck stage without raising the throughput (the next stage in line sets the pace at once),
+and its products stay unused; while some stage has a smaller folding that leaves every level's
+server time as it is, the one freeing the most products is taken. (On the ECP5-85F the digits
+baseline spent all 156 DSPs, 8 for nothing, and that netlist did not route; trimmed, 148 did.)
+The no-exit baseline is the same search with every fraction 1 on the baseline graph,
 under the same budget.
 """
 
@@ -56,6 +61,7 @@ class Exploration:
     steps: int
     limited_by: str          # why the search stopped
     samples_per_cycle: float  # stream model on the exit sequence
+    trimmed: int = 0          # products given back after the search (`_trim`)
 
 
 def _cap(cap: float | dict, key: str) -> float:
@@ -124,14 +130,52 @@ def _soften(trial: HwGraph, name: str, res: dict, budget: dict, cap, estimate):
         k += 1
 
 
+def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, levels: int,
+          estimate, budget: dict, cap):
+    """Give back what buys no speed: while some stage has a smaller folding that leaves every
+    level's server time as it is, take the one that frees the most multipliers (of each stage,
+    its cheapest such folding). The greedy search may take a step that relieves the bottleneck
+    stage without raising the throughput, and the next bottleneck then decides it; the
+    products such a step added stay unused. (graph, timings, resources)."""
+    times = level_times(timings, levels)
+    while True:
+        best = None
+        for st in g.stages:
+            if st.kind not in ("conv", "linear") or st.fold.soft:
+                continue
+            size = st.fold.pe * st.fold.simd
+            for f in sorted((f for f in fold_candidates(st) if f.pe * f.simd < size),
+                            key=lambda f: (f.pe * f.simd, -f.out_lanes)):
+                trial = _repair(g.with_folds({st.name: f}))
+                freed = _mults(g) - _mults(trial)
+                if best and freed <= best[0]:
+                    break               # the rest are larger still
+                if freed <= 0:
+                    continue
+                try:
+                    build_blocks(trial, weights, analysis=True)
+                except ValueError:
+                    continue
+                t2 = stage_timings(trial, weights)
+                if all(a <= b for a, b in zip(level_times(t2, levels), times)):
+                    r2 = estimate(trial)
+                    if not _overflows(r2, budget, cap):
+                        best = (freed, trial, t2, r2)
+                        break
+        if best is None:
+            return g, timings, res
+        _, g, timings, res = best
+
+
 def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
             estimate: Callable[[HwGraph], dict], cap: float | dict = 0.85, depth: int = 4,
-            max_steps: int = 400, soft: bool = False) -> Exploration:
+            max_steps: int = 400, soft: bool = False, trim: bool = True) -> Exploration:
     """Greedy search (see module docstring). `exit_seq`: exit index per calibration sample
     (all 0 for a one-exit baseline); `estimate(graph) -> {lut, ff, dsp, bram}`; ``cap``: the
     usable fraction of the budget, one number or one per resource
     (`exitgate.boards.profiles.Budget.caps`); ``soft``: a step that overflows only the DSPs may
-    take its stage's products into logic (`Fold.soft`). Raises ValueError naming the resource
+    take its stage's products into logic (`Fold.soft`); ``trim``: give back the products that
+    buy no speed after the search (`_trim`). Raises ValueError naming the resource
     if even the smallest folding does not fit."""
     folds = {s.name: Fold(1, 1, 1) for s in graph.stages if s.kind in ("conv", "linear")}
     g = graph.with_folds(folds)
@@ -196,5 +240,10 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
             break
         g, timings, tput, res = taken
         steps += 1
+    trimmed = 0
+    if trim:
+        before = _mults(g)
+        g, timings, res = _trim(g, weights, timings, res, levels, estimate, budget, cap)
+        trimmed = before - _mults(g)
     return Exploration(graph=g, timings=timings, resources=res, steps=steps, limited_by=why,
-                       samples_per_cycle=tput)
+                       samples_per_cycle=tput, trimmed=trimmed)

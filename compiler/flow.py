@@ -94,6 +94,10 @@ def format_fold_table(manifest: dict) -> str:
     lines.append("resources (estimated): " + ", ".join(
         f"{k.upper()} {r[k]} / baseline {rb[k]} / budget {manifest['budget'][k]}"
         for k in ("lut", "ff", "dsp", "bram")))
+    trimmed = manifest.get("sizing", {}).get("trimmed_products")
+    if trimmed and any(trimmed.values()):
+        lines.append(f"given back after the search (bought no speed): {trimmed['early_exit']} "
+                     f"products early exit, {trimmed['baseline']} baseline")
     return "\n".join(lines)
 
 
@@ -212,7 +216,8 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
                                 if requested is None else [requested], "rejected": rejected},
         "thresholds": {"values": thresholds, "registers": regs},
         "sizing": {"exit_sequence": seq_source, "level_fractions": fr,
-                   "stopped": {"early_exit": ee.limited_by, "baseline": bl.limited_by}},
+                   "stopped": {"early_exit": ee.limited_by, "baseline": bl.limited_by},
+                   "trimmed_products": {"early_exit": ee.trimmed, "baseline": bl.trimmed}},
         "stages": _stage_rows(ee.graph, ee.timings),
         "predicted": {
             "samples_per_cycle": spc,

@@ -101,3 +101,38 @@ def test_exploration_moves_products_into_logic_when_the_dsps_run_out(graph):
     tight = explore(g, w, seq, {"dsp": 8, "lut": 0}, _dsp_or_lut, cap=1.0, soft=True)
     assert not any(s.fold.soft for s in tight.graph.stages)
     assert tight.samples_per_cycle == pytest.approx(dsp_only.samples_per_cycle)
+
+
+def test_exploration_gives_back_products_that_buy_no_speed(graph):
+    g, w = graph
+    rng = np.random.default_rng(1)
+    seq = (rng.random(300) < 0.1).astype(int)
+    trimmed_any = False
+    # (at these budgets the greedy search leaves the baseline 2 and 3 products that buy nothing)
+    for graph_, s, dsp in ((g, seq, 24), (baseline(g), np.zeros(300, int), 12),
+                           (baseline(g), np.zeros(300, int), 32)):
+        full = explore(graph_, w, s, {"dsp": dsp}, _mults, cap=1.0, trim=False)
+        lean = explore(graph_, w, s, {"dsp": dsp}, _mults, cap=1.0)     # the default
+        assert full.trimmed == 0
+        assert _mults(lean.graph)["dsp"] == _mults(full.graph)["dsp"] - lean.trimmed
+        trimmed_any |= lean.trimmed > 0
+        # no level is slower: the same throughput for fewer products
+        levels = graph_.exits
+        t_full, t_lean = (level_times(stage_timings(x.graph, w), levels) for x in (full, lean))
+        assert all(a <= b for a, b in zip(t_lean, t_full))
+        assert lean.samples_per_cycle == full.samples_per_cycle
+        assert lean.timings == stage_timings(lean.graph, w)
+        # and nothing more to give back: every smaller folding of a stage slows some level
+        for st in lean.graph.stages:
+            if st.kind not in ("conv", "linear"):
+                continue
+            for f in fold_candidates(st):
+                if f.pe * f.simd >= st.fold.pe * st.fold.simd:
+                    continue
+                trial = lean.graph.with_folds({st.name: f})
+                try:
+                    t = level_times(stage_timings(trial, w), levels)
+                except ValueError:
+                    continue                    # a folding its block does not take
+                assert any(a > b for a, b in zip(t, t_lean)), (dsp, st.name, f)
+    assert trimmed_any
