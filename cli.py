@@ -139,8 +139,8 @@ def _cmd_report(args) -> int:
 def _time_limit_arg(p) -> None:
     from .boards.build import DEFAULT_TIME_LIMIT_S
     p.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S / 60, metavar="MIN",
-                   help="stop a nextpnr place and route after MIN minutes; when every seed is "
-                   "stopped, route once more with nextpnr's router2 (default "
+                   help="stop yosys or a nextpnr place and route after MIN minutes; when every "
+                   "seed is stopped, route once more with nextpnr's router2 (default "
                    f"{DEFAULT_TIME_LIMIT_S / 60:g}; 0: no limit)")
 
 

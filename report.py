@@ -479,6 +479,25 @@ def _throughput_rows(manifest, sim) -> list[list]:
              _f(t.get("ideal_speedup"), "{:.2f}x")]]
 
 
+def _build_rows(build: dict) -> list[list]:
+    """Per design: how nextpnr got there (`exitgate.boards.build`: every seed's Fmax, the seed
+    kept, router1 or the router2 fallback, the seeds stopped at the time limit)."""
+    rows = []
+    for name, label in (("early_exit", "early exit"), ("baseline", "baseline")):
+        d = build.get(name) or {}
+        if "seeds" not in d and "router" not in d:
+            continue
+        stopped = d.get("timed_out") or []
+        seeds = ", ".join(f"{k}: " + ("stopped" if str(k) in map(str, stopped) else _f(v))
+                          for k, v in (d.get("seeds") or {}).items())
+        limit = d.get("time_limit_s")
+        rows.append([label, seeds or "-", _f(d.get("seed")), _f(d.get("router")),
+                     ", ".join(map(str, stopped)) or "none",
+                     "none" if limit is None else f"{limit / 60:g} min",
+                     _f(d.get("seconds"), "{:.0f}")])
+    return rows
+
+
 def _resource_rows(manifest, build) -> list[list]:
     est, total = manifest["resources"], manifest["budget"]
     cap = manifest.get("utilisation_cap") or 1.0
@@ -554,6 +573,10 @@ def _page(run: Path, rep: dict, s: dict, plots: dict[str, bytes | None]) -> str:
                          f"{_f(b.get('baseline_fmax_mhz'), '{:.1f}')} MHz; design clock "
                          f"{_f(b.get('clock_mhz', m['clock_mhz']), '{:g}')} MHz; build status "
                          f"{_f(b.get('status'))}.</p>")
+            rows = _build_rows(b)
+            if rows:
+                parts.append(_table(["design", "nextpnr seeds (MHz)", "kept", "router",
+                                     "stopped at the time limit", "time limit", "build s"], rows))
         parts.append(_img(plots["resources"], "resources"))
     if not b:
         parts.append(_missing(run, "compile" if not m else "build"))

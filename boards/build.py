@@ -13,8 +13,8 @@ finish even when timing fails (``--timing-allow-fail``; the result says whether 
 other, and keeps the fastest placement: its bitstream, report and log take the build's file
 names, the others stay as ``seed<k>.*``. nextpnr's Fmax moves by up to 30 % between seeds of the
 same netlist on the ECP5 digits design, so a sweep is worth its N place-and-routes there.
-``time_limit=T`` stops any nextpnr run that takes longer than T seconds (with every process it
-started). nextpnr's default router (router1) can circle for an hour on a congested netlist,
+``time_limit=T`` stops yosys or any nextpnr run that takes longer than T seconds (with every
+process it started; a stopped synthesis fails the build). nextpnr's default router (router1) can circle for an hour on a congested netlist,
 a few dozen overused wires from done; when every seed's run is stopped, the netlist is placed
 and routed once more at seed 1 with router2 (``--router router2``), under the same limit,
 and that placement is kept. When that is stopped too, the build fails and says what to do.
@@ -86,8 +86,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     `UartHarness`. ``detailed_timing``: nextpnr's report also holds every net's arrival times at
     each of its sinks (``--detailed-timing-report``; `bench/fmax_design.py` reads them).
     ``nextpnr_args``: further nextpnr options (placer and router settings). ``seeds``: the
-    number of nextpnr seeds to try, ``time_limit``: seconds each nextpnr run may take (None:
-    no limit; module docstring)."""
+    number of nextpnr seeds to try, ``time_limit``: seconds yosys and each nextpnr run may take
+    (None: no limit; module docstring)."""
     profile = get_board(board)
     check_seeds(seeds, profile)
     check_time_limit(time_limit)
@@ -156,10 +156,15 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     None}, [timed-out seeds], router and seed of the kept placement)."""
     preamble, synth, _, _ = _script_steps(out, name)
     with open(logs["build"], "w") as log:
-        proc = subprocess.run(["sh", "-c", "\n".join([*preamble, *synth])], cwd=out, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0 or not (out / f"{name}.json").exists():
-        raise ExitgateError(_failure(profile, out, name, logs, proc.returncode))
+        code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
+                        "# synthesis", time_limit)
+    if code is None:
+        raise ExitgateError(
+            f"{profile.name}: yosys did not finish synthesis within the time limit of "
+            f"{time_limit:g} s (log: {logs['yosys']}): raise the limit (--time-limit), compile a "
+            f"smaller folding, or skip the bitstreams (exitgate flow --no-build)")
+    if code != 0 or not (out / f"{name}.json").exists():
+        raise ExitgateError(_failure(profile, out, name, logs, code))
     tried, timed_out, codes = {}, [], {}
     for seed in range(1, seeds + 1):
         tag = name if seed == 1 else f"seed{seed}"
@@ -265,21 +270,28 @@ def _nextpnr(profile, out: Path, name: str, env, seed: int, tag: str, extra, tim
     """One nextpnr run (`seed_command`) under ``time_limit`` seconds (None: no limit): its exit
     status, or None when it was stopped at the limit (with every process it started)."""
     args = seed_command(profile.family, out, name, env, seed, tag, extra)
-    run = " ".join([f"# nextpnr seed {seed}", *extra])
     with open(build_log, "a") as log:
-        log.write(f"{run}: {shlex.join(args)}\n")
-        log.flush()
-        proc = subprocess.Popen(args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            return proc.wait(timeout=time_limit)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            log.write(f"{run}: stopped at the time limit of {time_limit:g} s\n")
-            return None
-        except BaseException:           # Ctrl-C: leave no place and route behind
-            _stop(proc)
-            raise
+        return _limited(args, out, env, log, " ".join([f"# nextpnr seed {seed}", *extra]),
+                        time_limit)
+
+
+def _limited(args, cwd: Path, env, log, label: str, time_limit) -> int | None:
+    """Run ``args`` with its output in ``log`` under ``time_limit`` seconds (None: no limit):
+    its exit status, or None when it was stopped at the limit (with every process it
+    started)."""
+    log.write(f"{label}: {shlex.join(args)}\n")
+    log.flush()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        log.write(f"{label}: stopped at the time limit of {time_limit:g} s\n")
+        return None
+    except BaseException:           # Ctrl-C: leave no synthesis or place and route behind
+        _stop(proc)
+        raise
 
 
 def _pack(profile, out: Path, name: str, env, logs: dict) -> None:
@@ -293,17 +305,21 @@ def _pack(profile, out: Path, name: str, env, logs: dict) -> None:
 
 
 def _stop(proc) -> None:
-    """Stop ``proc`` and everything in its process group: SIGTERM, then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+    """Stop ``proc`` and everything in its process group: SIGTERM, then SIGKILL; returns once
+    the group is empty (or, should something in it outlive SIGKILL, after a few seconds)."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()                 # reap the leader; the others are reaped as orphans
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
 
 
 def _adopt(profile, out: Path, name: str, tag: str) -> None:

@@ -100,7 +100,11 @@ def test_report_on_compiled_run(compiled_run, tmp_path, capsys):
     (run / "build").mkdir()
     (run / "build" / "build.json").write_text(json.dumps({
         "board": m["board"], "resources": {"synthesised": syn, "baseline_synthesised": None},
-        "early_exit": {"status": "built"}, "baseline": {"status": "built"},
+        "early_exit": {"status": "built", "seeds": {"1": 31.5, "2": 29.0}, "seed": 1,
+                       "router": "router1", "timed_out": [], "time_limit_s": 1800,
+                       "seconds": 95.0},
+        "baseline": {"status": "built", "seeds": {"1": None}, "seed": 1, "router": "router2",
+                     "timed_out": [1], "time_limit_s": None, "seconds": 3000.0},
         "status": "built", "fmax_mhz": 31.5, "baseline_fmax_mhz": None, "clock_mhz": 25.0}))
     assert main(["report", str(run), "--force"]) == 0
     rep = _json(run / "report.json")
@@ -108,6 +112,11 @@ def test_report_on_compiled_run(compiled_run, tmp_path, capsys):
     assert rep["resources"]["estimated"] == m["resources"]["estimated"]
     page = (run / "report.html").read_text()
     assert "Fmax: early exit 31.5 MHz, baseline - MHz" in page
+    # how nextpnr got there, per design: seeds, the one kept, router, seeds stopped, the limit
+    assert ("<td>early exit</td><td>1: 31.5, 2: 29.0</td><td>1</td><td>router1</td>"
+            "<td>none</td><td>30 min</td><td>95</td>") in page
+    assert ("<td>baseline</td><td>1: stopped</td><td>1</td><td>router2</td><td>1</td>"
+            "<td>none</td><td>3000</td>") in page
     assert f"exitgate build {run}" not in page
 
 

@@ -205,12 +205,29 @@ def test_time_limit_with_no_route_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "tool_env", lambda: env)
     with pytest.raises(ExitgateError) as e:
         build(standin, "icebreaker", tmp_path / "b", pixels_per_sample=PIXELS, exits=EXITS,
-              time_limit=1, seeds=2)
-    for words in ("time limit of 1 s", "seeds 1..2", "router2", "--time-limit",
+              time_limit=8, seeds=2)       # (long enough for the real yosys on a busy machine)
+    for words in ("time limit of 8 s", "seeds 1..2", "router2", "--time-limit",
                   "exitgate flow --no-build"):
         assert words in str(e.value), str(e.value)
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
     assert len(pids) == 6 and not any(_alive(p) for p in pids)
+
+
+def test_time_limit_covers_synthesis(tmp_path, monkeypatch):
+    """yosys runs under the same limit: a synthesis that never ends is stopped (with every
+    process it started) and the build says what to do."""
+    env = tool_env()
+    env["YOSYS"] = str(_slow_nextpnr(tmp_path, None))      # stands in for any tool
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    with pytest.raises(ExitgateError) as e:
+        build(standin, "icebreaker", tmp_path / "b", pixels_per_sample=PIXELS, exits=EXITS,
+              time_limit=1)
+    for words in ("yosys did not finish synthesis", "time limit of 1 s", "--time-limit",
+                  "exitgate flow --no-build"):
+        assert words in str(e.value), str(e.value)
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)
+    assert not (tmp_path / "b" / "top.tim").exists()        # no nextpnr after it
 
 
 @pytest.mark.parametrize("limit", [0, -5, "10", True, float("nan")])
