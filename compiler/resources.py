@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.cond_buffer import DP16KD_SHAPES
+from ..hw.cond_buffer import DP16KD_SHAPES, storage_columns
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
 from ..hw.mvu import (accumulator_width, adder_tree_registers, ecp5_dsp_family_fits,
@@ -430,7 +430,9 @@ def block_features(kind: str, family: str, **p) -> _Features:
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
-        x.memory(total, width, rom=False, read_reg=True, collisions=False)
+        # one memory, or (out_reg) the columns one block RAM deep the buffer stores them in
+        for bits in storage_columns(width, total, p.get("out_reg", False)):
+            x.memory(total, bits, rom=False, read_reg=True, collisions=False)
         # + the registered flags (room, one slot, decided, undecided, writing, last beat), the
         # oldest slot's decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)

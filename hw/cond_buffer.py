@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 from .ram import read_register, sdp_memory
 
 __all__ = ["ConditionalBuffer", "decision_signature", "cond_buffer_model",
-           "cond_buffer_latency", "DP16KD_SHAPES"]
+           "cond_buffer_latency", "DP16KD_SHAPES", "storage_columns"]
 
 
 def cond_buffer_latency(out_reg: bool = False) -> int:
@@ -78,6 +78,14 @@ def _column_bits(width: int, depth: int) -> int:
     return width
 
 
+def storage_columns(width: int, words: int, out_reg: bool) -> list[int]:
+    """Bits of each memory of a `ConditionalBuffer` holding ``words`` payloads of ``width``
+    bits: one memory, or with ``out_reg`` columns one block RAM deep (`_column_bits`; the
+    resource model counts the same memories)."""
+    cols = _column_bits(width, words) if out_reg else width
+    return [min(cols, width - lo) for lo in range(0, width, cols)]
+
+
 class ConditionalBuffer(wiring.Component):
     """Conditional buffer (see module docstring for ports and the decision contract).
 
@@ -104,10 +112,9 @@ class ConditionalBuffer(wiring.Component):
         self.out_reg = bool(out_reg)
         self.payload_shape = signature.members["payload"].shape
         width = Shape.cast(self.payload_shape).width
-        cols = _column_bits(width, depth * beats_per_sample) if self.out_reg else width
         #: bits of each column of the storage (one memory each, all ``depth * beats_per_sample``
         #: words deep): the whole payload, or with ``out_reg`` columns one block RAM deep
-        self.columns = [min(cols, width - lo) for lo in range(0, width, cols)]
+        self.columns = storage_columns(width, depth * beats_per_sample, self.out_reg)
         super().__init__({
             "i": In(signature),
             "decision": In(decision_signature()),

@@ -213,3 +213,30 @@ def test_design_blocks_are_the_blocks_codegen_elaborates(trained_run, deep, skid
         elif kind == "cond_buffer":
             assert isinstance(blk, ConditionalBuffer), n
             assert p["width"] == blk.i.payload.shape().size, n
+            assert p["out_reg"] == blk.out_reg == deep, n
+            # its memories as the estimate counts them: with out_reg, one per column one
+            # block RAM deep (the MNIST buffer: 66 one-bit columns, once estimated as 50
+            # packed tiles against yosys' 66 DP16KD)
+            words = blk.beats_per_sample * blk.depth
+            mems = {"bram": 0, "dist": 0}
+            for bits in blk.columns:
+                mm = rm.map_memory(words, bits, "ecp5", rom=False)
+                mems[mm.kind] = mems.get(mm.kind, 0) + (mm.bram or mm.dist or 1)
+            est = rm.estimate_block("cond_buffer", "ecp5", **p)
+            assert est.bram == mems["bram"], n
+
+
+def test_deep_conditional_buffer_counts_its_column_memories():
+    """With out_reg (ECP5) the buffer stores its payload in columns one block RAM deep, one
+    memory each: the estimate counts those block RAMs, not the payload packed into tiles."""
+    from exitgate.hw.cond_buffer import ConditionalBuffer, storage_columns
+    from exitgate.hw.stream import activation_signature
+
+    sig = activation_signature(8, 8)             # 8 lanes of 8 bits + first + last
+    blk = ConditionalBuffer(sig, beats_per_sample=196, depth=64, out_reg=True)
+    blk._MustUse__silence = True
+    assert blk.columns == storage_columns(66, 196 * 64, True) == [1] * 66
+    deep = rm.estimate_block("cond_buffer", "ecp5", width=66, beats_per_sample=196, depth=64,
+                             out_reg=True)
+    flat = rm.estimate_block("cond_buffer", "ecp5", width=66, beats_per_sample=196, depth=64)
+    assert deep.bram == 66 and flat.bram == rm.bram_tiles(196 * 64, 66, "ecp5") == 50
