@@ -14,10 +14,11 @@ other, and keeps the fastest placement: its bitstream, report and log take the b
 names, the others stay as ``seed<k>.*``. nextpnr's Fmax moves by up to 30 % between seeds of the
 same netlist on the ECP5 digits design, so a sweep is worth its N place-and-routes there.
 ``time_limit=T`` stops yosys or any nextpnr run that takes longer than T seconds (with every
-process it started; a stopped synthesis fails the build). nextpnr's default router (router1) can circle for an hour on a congested netlist,
-a few dozen overused wires from done; when every seed's run is stopped, the netlist is placed
-and routed once more at seed 1 with router2 (``--router router2``), under the same limit,
-and that placement is kept. When that is stopped too, the build fails and says what to do.
+process it started; a stopped synthesis fails the build). nextpnr's default router (router1)
+can circle for an hour on a congested netlist, a few dozen overused wires from done; when every
+seed's run is stopped, the netlist is placed and routed once more at seed 1 with router2
+(``--router router2``), under the same limit, and that placement is kept. When that is stopped
+too, the build fails and says what to do.
 yosys runs ``synth_<family>`` as `exitgate.boards.synth.synth_plan` has it (``-dsp`` on iCE40: the
 UP5K's SB_MAC16 take the multipliers, as the resource estimates assume; on ECP5 synchronous
 resets stay off the flip-flops' LSR pins).

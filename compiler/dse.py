@@ -143,7 +143,7 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
     products such a step added stay unused. (graph, timings, resources)."""
     times = level_times(timings, levels)
     while True:
-        best = None
+        best, mults = None, _mults(g)
         for st in g.stages:
             if st.kind not in ("conv", "linear") or st.fold.soft:
                 continue
@@ -151,7 +151,7 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
             for f in sorted((f for f in fold_candidates(st) if f.pe * f.simd < size),
                             key=lambda f: (f.pe * f.simd, -f.out_lanes)):
                 trial = _repair(g.with_folds({st.name: f}))
-                freed = _mults(g) - _mults(trial)
+                freed = mults - _mults(trial)
                 if best and freed <= best[0]:
                     break               # the rest are larger still
                 if freed <= 0:
