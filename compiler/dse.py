@@ -134,6 +134,18 @@ def _soften(trial: HwGraph, name: str, res: dict, budget: dict, cap, estimate):
         k += 1
 
 
+def _min_cycles(stage: Stage, fold: Fold) -> int:
+    """A lower bound on a conv's or linear's cycles per sample under ``fold``: its MACs over
+    PE x SIMD (no block does more products a cycle than it has)."""
+    n = 1
+    for d in stage.in_shape:
+        n *= d
+    if stage.kind == "conv":
+        cout, h, w = stage.out_shape
+        return h * w * (cout // fold.pe) * (stage.in_shape[0] * 9 // fold.simd)
+    return (stage.out_shape[0] // fold.pe) * (n // fold.simd)
+
+
 def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, levels: int,
           estimate, budget: dict, cap):
     """Give back what buys no speed: while some stage has a smaller folding that leaves every
@@ -150,6 +162,8 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
             size = st.fold.pe * st.fold.simd
             for f in sorted((f for f in fold_candidates(st) if f.pe * f.simd < size),
                             key=lambda f: (f.pe * f.simd, -f.out_lanes)):
+                if _min_cycles(st, f) > times[st.level]:
+                    continue            # slower than its level whatever the block adds
                 trial = _repair(g.with_folds({st.name: f}))
                 freed = mults - _mults(trial)
                 if best and freed <= best[0]:
@@ -157,10 +171,9 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
                 if freed <= 0:
                     continue
                 try:
-                    build_blocks(trial, weights, analysis=True)
+                    t2 = stage_timings(trial, weights)     # (builds the blocks)
                 except ValueError:
-                    continue
-                t2 = stage_timings(trial, weights)
+                    continue            # a folding its block does not take
                 if all(a <= b for a, b in zip(level_times(t2, levels), times)):
                     r2 = estimate(trial)
                     if not _overflows(r2, budget, cap):
