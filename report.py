@@ -487,12 +487,12 @@ def _build_rows(build: dict) -> list[list]:
         d = build.get(name) or {}
         if "seeds" not in d and "router" not in d:
             continue
-        stopped = d.get("timed_out") or []
-        seeds = ", ".join(f"{k}: " + ("stopped" if str(k) in map(str, stopped) else _f(v))
+        stopped = [str(sd) for sd in d.get("timed_out") or []]     # (JSON keys are text)
+        seeds = ", ".join(f"{k}: " + ("stopped" if str(k) in stopped else _f(v))
                           for k, v in (d.get("seeds") or {}).items())
         limit = d.get("time_limit_s")
         rows.append([label, seeds or "-", _f(d.get("seed")), _f(d.get("router")),
-                     ", ".join(map(str, stopped)) or "none",
+                     ", ".join(stopped) or "none",
                      "none" if limit is None else f"{limit / 60:g} min",
                      _f(d.get("seconds"), "{:.0f}")])
     return rows

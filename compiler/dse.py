@@ -134,25 +134,13 @@ def _soften(trial: HwGraph, name: str, res: dict, budget: dict, cap, estimate):
         k += 1
 
 
-def _min_cycles(stage: Stage, fold: Fold) -> int:
-    """A lower bound on a conv's or linear's cycles per sample under ``fold``: its MACs over
-    PE x SIMD (no block does more products a cycle than it has)."""
-    n = 1
-    for d in stage.in_shape:
-        n *= d
-    if stage.kind == "conv":
-        cout, h, w = stage.out_shape
-        return h * w * (cout // fold.pe) * (stage.in_shape[0] * 9 // fold.simd)
-    return (stage.out_shape[0] // fold.pe) * (n // fold.simd)
-
-
 def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, levels: int,
-          estimate, budget: dict, cap):
+          estimate, budget: dict, cap) -> tuple[HwGraph, dict]:
     """Give back what buys no speed: while some stage has a smaller folding that leaves every
     level's server time as it is, take the one that frees the most multipliers (of each stage,
     its cheapest such folding). The greedy search may take a step that relieves the bottleneck
     stage without raising the throughput, and the next bottleneck then decides it; the
-    products such a step added stay unused. (graph, timings, resources)."""
+    products such a step added stay unused. (graph, resources)."""
     times = level_times(timings, levels)
     while True:
         best, mults = None, _mults(g)
@@ -162,8 +150,8 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
             size = st.fold.pe * st.fold.simd
             for f in sorted((f for f in fold_candidates(st) if f.pe * f.simd < size),
                             key=lambda f: (f.pe * f.simd, -f.out_lanes)):
-                if _min_cycles(st, f) > times[st.level]:
-                    continue            # slower than its level whatever the block adds
+                if st.macs // (f.pe * f.simd) > times[st.level]:
+                    continue            # no block does more products a cycle than it has
                 trial = _repair(g.with_folds({st.name: f}))
                 freed = mults - _mults(trial)
                 if best and freed <= best[0]:
@@ -177,11 +165,11 @@ def _trim(g: HwGraph, weights: dict, timings: list[StageTiming], res: dict, leve
                 if all(a <= b for a, b in zip(level_times(t2, levels), times)):
                     r2 = estimate(trial)
                     if not _overflows(r2, budget, cap):
-                        best = (freed, trial, t2, r2)
+                        best = (freed, trial, r2)
                         break
         if best is None:
-            return g, timings, res
-        _, g, timings, res = best
+            return g, res
+        _, g, res = best
 
 
 def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
@@ -260,7 +248,7 @@ def explore(graph: HwGraph, weights: dict, exit_seq, budget: dict,
     trimmed = 0
     if trim:
         before = _mults(g)
-        g, timings, res = _trim(g, weights, timings, res, levels, estimate, budget, cap)
+        g, res = _trim(g, weights, timings, res, levels, estimate, budget, cap)
         trimmed = before - _mults(g)
         if trimmed:
             timings, tput = evaluate(g)
