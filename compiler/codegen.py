@@ -26,6 +26,8 @@ writes to the final exit are ignored (a sample must always leave somewhere).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
@@ -46,7 +48,7 @@ from ..hw.stream import activation_layout, activation_signature, beats_of
 from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
 from .graph import HwGraph, Stage
 
-__all__ = ["Accelerator", "build_block", "build_blocks", "emit_verilog", "activity_units",
+__all__ = ["Accelerator", "analysis_block", "build_block", "build_blocks", "emit_verilog", "activity_units",
            "ACTIVITY_WIDTH", "conv_impl", "decision_store", "decision_unit", "FRAME_MAX_BITS"]
 
 #: largest double-buffered input frame (2 x C*H*W x in_bits) a SIMD-1 conv keeps in memory
@@ -69,10 +71,12 @@ def conv_impl(stage: Stage, in_lanes: int, in_bits: int) -> str:
     return "frame" if stage.fold.simd == 1 and in_lanes == 1 and small else "window"
 
 
+@lru_cache(maxsize=1024)
 def decision_store(spec: DecisionSpec, producer_cycles: float) -> str:
     """The decision unit's logit store (`ExitDecision` ``store``): ``"single"`` (one copy of the
     logits, smaller) when its initiation interval still keeps up with the stage that produces
-    the logits (``producer_cycles`` per sample), else ``"double"``."""
+    the logits (``producer_cycles`` per sample), else ``"double"``. (Memoised: the folding
+    search asks thousands of times.)"""
     single = ExitDecision(spec, logit_width=2, id_width=1, threshold=1, store="single")
     single._MustUse__silence = True
     return "single" if single.initiation_interval <= producer_cycles else "double"
@@ -146,19 +150,50 @@ def output_format(stage: Stage, in_fmt: tuple, acc_width: int | None) -> tuple:
     return (stage.fold.out_lanes, stage.params["out_bits"], stage.params["out_signed"])
 
 
+#: `analysis_block`'s memo: the weights dict it holds blocks for, and its blocks (or the
+#: ValueError a folding raised) by stage and input format
+_ANALYSIS: dict = {"weights": None, "blocks": {}}
+
+
+def analysis_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool,
+                   deep: bool = False):
+    """`build_block`'s block, for inspection only (cycles, latency, widths: never elaborated),
+    shared by every call with the same stage, folding, input format and weight arrays. The
+    folding search asks for the same few hundred blocks thousands of times, and building an
+    Amaranth block (its signatures) was three quarters of `exitgate compile`'s time. The memo
+    holds the blocks of one weights dict, the last one asked for; the IR's arrays are not
+    changed in place."""
+    if _ANALYSIS["weights"] is not weights:
+        _ANALYSIS.update(weights=weights, blocks={})
+    p = stage.params
+    arrays = tuple(weights[p[k]] for k in ("weight", "bias") if p.get(k))
+    key = (stage.kind, stage.in_shape, stage.out_shape, stage.fold, repr(p), in_lanes, in_bits,
+           in_signed, deep, tuple(map(id, arrays)))
+    hit = _ANALYSIS["blocks"].get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], arrays)):
+        try:
+            blk = build_block(stage, weights, in_lanes, in_bits, in_signed, deep)
+            blk._MustUse__silence = True
+        except ValueError as exc:
+            blk = exc
+        hit = _ANALYSIS["blocks"][key] = (arrays, blk)
+    if isinstance(hit[1], ValueError):
+        raise ValueError(*hit[1].args)
+    return hit[1]
+
+
 def build_blocks(graph: HwGraph, weights: dict, analysis: bool = False):
     """Every non-decision stage's hw block, and each stage's output format (lanes, bits, signed).
     The stream format of a stage's input is its source's output format (pixels: 1 lane).
-    ``analysis=True``: the blocks are only inspected (timings, checks), never elaborated."""
+    ``analysis=True``: the blocks are only inspected (timings, checks), never elaborated, and
+    come from `analysis_block`'s memo."""
     blocks, fmt = {}, {None: (1, graph.input_bits, False)}
     for st in graph.stages:
         if st.kind == "decision":
             continue
         lanes, bits, sgn = fmt[st.src]
-        blk = build_block(st, weights, lanes, bits, sgn, graph.deep)
-        if analysis:
-            blk._MustUse__silence = True
-        blocks[st.name] = blk
+        make = analysis_block if analysis else build_block
+        blk = blocks[st.name] = make(st, weights, lanes, bits, sgn, graph.deep)
         fmt[st.name] = output_format(st, fmt[st.src], getattr(blk, "acc_width", None))
     return blocks, fmt
 

@@ -40,10 +40,20 @@ class StageTiming:
     latency: int      # the block's own latency figure (see each block)
 
 
+#: `_decision_timing`'s results by (decision spec, logit width, producer pace)
+_DECISION_TIMINGS: dict = {}
+
+
 def _decision_timing(stage, logits_blk) -> tuple[int, int]:
-    d = decision_unit(stage, logits_blk, id_width=8, threshold=1, mode=0)
-    d._MustUse__silence = True
-    return d.initiation_interval, d.latency
+    """(initiation interval, latency) of a decision stage's unit fed by ``logits_blk``. They
+    depend only on the exit's decision spec, the logit width and the producer's pace, so they
+    are memoised on those (the folding search asks thousands of times)."""
+    key = (repr(stage.params["decision"]), logits_blk.acc_width, logits_blk.cycles_per_sample)
+    if key not in _DECISION_TIMINGS:
+        d = decision_unit(stage, logits_blk, id_width=8, threshold=1, mode=0)
+        d._MustUse__silence = True
+        _DECISION_TIMINGS[key] = d.initiation_interval, d.latency
+    return _DECISION_TIMINGS[key]
 
 
 def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:

@@ -571,7 +571,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                   id_width: int = 8) -> list[tuple[str, str, dict]]:
     """The blocks of ``Accelerator(graph, weights, ..., buffer_depth, id_width)`` as
     (name, kind, `estimate_block` parameters), in the order `Accelerator.elaborate` makes them."""
-    from .codegen import build_block, decision_store, output_format
+    from .codegen import analysis_block, decision_store, output_format
     out = []
     fmt = {None: (1, graph.input_bits, False)}
 
@@ -588,8 +588,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         fmt[st.name] = output_format(st, fmt[st.src], params.get("acc_width"))
         if st.kind != "pool" and st.params.get("shift") is None:
             acc[st.name] = params["acc_width"]
-            blk = build_block(st, weights, lanes, bits, sgn, graph.deep)  # logits' producer
-            blk._MustUse__silence = True
+            blk = analysis_block(st, weights, lanes, bits, sgn, graph.deep)  # logits' producer
             cycles[st.name] = blk.cycles_per_sample
         if graph.skids:
             out.append((f"skid_{st.name}", "skid", {"width": beat_bits(st.name)}))

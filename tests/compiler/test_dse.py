@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from exitgate.compiler.codegen import build_blocks
+from exitgate.compiler.codegen import analysis_block, build_block, build_blocks
 from exitgate.compiler.dse import explore, fold_candidates
 from exitgate.compiler.graph import Fold, baseline, lower
 from exitgate.compiler.perf import (analytic_throughput, level_times, stage_timings,
@@ -27,6 +27,30 @@ def test_timings_come_from_the_blocks(graph):
     assert t["s0"].cycles == blocks["s0"].cycles_per_sample
     assert t["s0"].latency == blocks["s0"].latency
     assert t["cbuf0"].level == 1 and t["cbuf0"].cycles == 16 * 4 * 4 // 2 + 1  # beats + 1
+
+
+def test_analysis_blocks_are_shared_and_match_fresh_ones(graph):
+    """The folding search's block memo (`analysis_block`): one block per stage, folding and
+    input format, with a fresh block's figures; other weight arrays or another folding get
+    their own block, and a folding the block refuses is refused on every ask."""
+    g, w = graph
+    st = g.with_folds({"s0": Fold(4, 9, 4)}).stage("s0")
+    a = analysis_block(st, w, 1, g.input_bits, False)
+    assert analysis_block(st, w, 1, g.input_bits, False) is a
+    fresh = build_block(st, w, 1, g.input_bits, False)
+    fresh._MustUse__silence = True
+    assert (a.cycles_per_sample, a.latency, a.acc_width) == \
+        (fresh.cycles_per_sample, fresh.latency, fresh.acc_width)
+    other = g.with_folds({"s0": Fold(8, 9, 8)}).stage("s0")
+    assert analysis_block(other, w, 1, g.input_bits, False).cycles_per_sample \
+        == a.cycles_per_sample / 2
+    w2 = dict(w)
+    w2[st.params["weight"]] = w[st.params["weight"]].copy()
+    assert analysis_block(st, w2, 1, g.input_bits, False) is not a
+    bad = g.with_folds({"s0": Fold(3, 9, 3)}).stage("s0")       # 3 does not divide 16 channels
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            analysis_block(bad, w, 1, g.input_bits, False)
 
 
 def test_stream_model_limits():
