@@ -16,6 +16,7 @@ import numpy as np
 
 from ..boards.build import DEFAULT_TIME_LIMIT_S
 from ..errors import ExitgateError
+from ..quant.calibrate import ideal_speedup
 from ..quant.ir import load_ir
 from ..quant.reference import cascade, exit_logits
 from ..runs import atomic_write, prepare_step, read_json, require_step, write_json
@@ -194,9 +195,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
     atomic_write(hw / "baseline" / "top.v", emit_verilog(base_acc))
 
     fr = level_fractions(seq, len(ir.exits))
-    costs = calib.get("exit_macs")
-    work = sum(float((seq == k).mean()) * costs[k] for k in range(len(ir.exits))) / costs[-1] \
-        if costs else 1.0
+    ideal = ideal_speedup(ir, [float((seq == k).mean()) for k in range(len(ir.exits))])
     # the model as `exitgate sim` measures: steady state, buffer slots freed when the next level
     # has read the sample (the DSE ranks foldings with the cheaper all-samples form)
     ee_times = level_times(ee.timings, len(ir.exits))
@@ -223,7 +222,8 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
             "samples_per_cycle": spc,
             "baseline_samples_per_cycle": bspc,
             "speedup": spc / bspc,
-            "ideal_speedup": 1.0 / work,
+            "ideal_speedup": ideal,
+            "work_fraction": 1.0 / ideal,
             "analytic_samples_per_cycle": analytic_throughput(
                 level_times(ee.timings, len(ir.exits)), fr),
             "exits": [{"index": k, "latency_cycles": path_latency(ee.graph, weights, k)}

@@ -18,7 +18,8 @@ from ..numerics import float_confidence
 from .ir import IR, exit_users, macs_of
 from .reference import cascade
 
-__all__ = ["DEFAULT_GRID", "exit_costs", "summarise", "calibrate", "plot_calibration"]
+__all__ = ["DEFAULT_GRID", "exit_costs", "baseline_macs", "ideal_speedup", "summarise",
+           "calibrate", "plot_calibration"]
 
 DEFAULT_GRID = tuple(np.round(np.concatenate([np.arange(0.30, 0.90, 0.02),
                                               np.arange(0.90, 0.99, 0.005),
@@ -30,6 +31,25 @@ def exit_costs(ir: IR) -> list[int]:
     users = exit_users(ir)
     return [sum(macs_of(n, ir) for n in ir.nodes if users[n.name] and min(users[n.name]) <= k)
             for k in range(len(ir.exits))]
+
+
+def baseline_macs(ir: IR) -> int:
+    """MACs a sample costs in the network without its early exits (the final exit's path alone):
+    what the no-exit baseline computes."""
+    users, final = exit_users(ir), len(ir.exits) - 1
+    return sum(macs_of(n, ir) for n in ir.nodes if final in users[n.name])
+
+
+def ideal_speedup(ir: IR, rates) -> float:
+    """The ideal speedup of the early-exit network over the no-exit baseline at these exit rates
+    (fraction of samples leaving at each exit): 1 / E[work fraction], a sample's work being its
+    MACs (`exit_costs`) over the baseline's (`baseline_macs`). It is the speedup at equal MACs
+    per cycle in both designs. A sample leaving at exit k has also paid for the heads of exits
+    0..k-1, which the baseline never computes, so a late sample's work fraction is above 1
+    (calibration's ``macs_fraction`` divides by the early-exit network's own full cost
+    instead)."""
+    costs = exit_costs(ir)
+    return baseline_macs(ir) / sum(r * c for r, c in zip(rates, costs))
 
 
 def summarise(ir: IR, logits: list[np.ndarray], labels: np.ndarray, thresholds,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import ExitgateError
 from ..numerics import MODE_NEVER, MODE_THRESHOLD
+from ..quant.calibrate import ideal_speedup
 from ..quant.ir import load_ir
 from ..runs import atomic_write, prepare_step, read_json, require_step, write_json
 from .scoreboard import expected_results
@@ -93,14 +94,12 @@ def run_sim(run: Path, *, simulator: str = "verilator", limit: int | None = None
                                   build_dir=build, backpressure=backpressure, waves=waves,
                                   labels=y, **kw)
     r, b = results["early_exit"], results["baseline"]
-    costs = read_json(run / "calibration.json").get("exit_macs") \
-        if (run / "calibration.json").exists() else None
-    rates = [e["rate"] for e in r["exits"]]
-    work = (sum(rt * c for rt, c in zip(rates, costs)) / costs[-1]) if costs else None
+    ideal = ideal_speedup(ir, [e["rate"] for e in r["exits"]])
     tp = r["throughput"]
     tp["baseline_samples_per_cycle"] = b["throughput"]["samples_per_cycle"]
     tp["speedup"] = tp["samples_per_cycle"] / tp["baseline_samples_per_cycle"]
-    tp["ideal_speedup"] = (1.0 / work) if work else None
+    tp["ideal_speedup"] = ideal
+    tp["work_fraction"] = 1.0 / ideal
     pred = m["predicted"]
     r["predicted"] = {
         "samples_per_cycle": pred["samples_per_cycle"],

@@ -1,4 +1,4 @@
-"""Run a SymbiYosys proof over an Amaranth formal harness. Imported by tests/hw/test_formal.py
+"""Run a SymbiYosys proof over an Amaranth formal harness. Imported by tests/hw/test_formal_*.py
 (which puts this folder on sys.path, since pytest runs with --import-mode=importlib)."""
 
 from __future__ import annotations

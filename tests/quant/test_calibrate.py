@@ -50,3 +50,24 @@ def test_three_exit_joint_search():
     assert len(c["thresholds"]) == 2
     assert c["chosen"]["accuracy"] >= c["final_only_accuracy"] - 0.005
     assert abs(sum(e["rate"] for e in c["chosen"]["exits"]) - 1) < 1e-9
+
+
+def test_ideal_speedup_is_against_the_baseline_without_the_heads(trained_run):
+    """1 / E[work fraction] with a sample's work counted against the no-exit baseline, which
+    computes no early head: a sample that reaches the last exit has done more than the baseline
+    (its work fraction is above 1)."""
+    from exitgate.quant.calibrate import baseline_macs, exit_costs, ideal_speedup
+    from exitgate.quant.ir import load_ir
+
+    ir, _ = load_ir(trained_run[0])
+    costs, base = exit_costs(ir), baseline_macs(ir)
+    head = 16 * 4 * 4 * 10                  # the digits exit-0 head: linear 256 -> 10
+    assert costs[-1] == base + head
+    assert ideal_speedup(ir, [0.0, 1.0]) == base / costs[-1] < 1
+    assert ideal_speedup(ir, [1.0, 0.0]) == base / costs[0]
+    r = [0.9, 0.1]
+    assert np.isclose(ideal_speedup(ir, r), base / (0.9 * costs[0] + 0.1 * costs[1]))
+    # the toy: two heads side by side on the input, the baseline is the last one alone
+    toy = _toy_ir()
+    assert exit_costs(toy) == [12, 24] and baseline_macs(toy) == 12
+    assert ideal_speedup(toy, [0.5, 0.5]) == 12 / 18
