@@ -120,6 +120,10 @@ def run_sim(run: Path, *, simulator: str = "verilator", limit: int | None = None
             "throughput_error": tp["samples_per_cycle"] / same - 1,
             "note": "the compiler's stream model on the exit sequence simulated here, measured "
                     "over the same steady-state window"}
+    pace = {"early_exit": stage_loads(m["stages"], r), "baseline":
+            stage_loads(m["baseline"]["stages"], b)}
+    if all(pace.values()):
+        r["stage_loads"] = pace
     r["thresholds"] = thresholds
     r["build_dir"] = str(build)
     r["dataset"] = ds.name
@@ -129,6 +133,59 @@ def run_sim(run: Path, *, simulator: str = "verilator", limit: int | None = None
     r["seconds"] = time.perf_counter() - t0
     write_json(out_path, r)
     return r, out_path
+
+
+#: below this, the busiest stage of a one-level design (the baseline) computed for less than
+#: its measured pace: its stages stall each other (`stage_loads`)
+COUPLED_LOAD = 0.95
+
+
+def stage_loads(stages: list[dict], r: dict) -> list[dict] | None:
+    """Per conv / linear / pool stage of a design (the manifest's ``stages`` rows) and its
+    simulation result ``r``: its busy cycles per sample that reaches it, counted in the RTL
+    (conv / linear: cycles with a MAC step, the activity counter ``mac``; pool: input beats,
+    one a cycle), beside the compiler's ``cycles_per_sample``; and, for the stages every sample
+    passes (level 0), its ``load``: the fraction of the measured steady-state pace it was busy
+    (busy cycles x samples per cycle; deeper levels see a share of the samples that differs
+    between the steady-state window and the whole run, so they get None). In a one-level
+    design the stage the per-stage model makes the bottleneck should be near 1; when the
+    busiest stage is well below it, stages stall each other at sample boundaries, which the
+    model does not see. None without activity counters."""
+    act, n = r.get("activity"), r.get("samples")
+    if not act or not n:
+        return None
+    counts = {e["index"]: e["count"] for e in r["exits"]}
+    spc = r["throughput"]["samples_per_cycle"]
+    rows = []
+    for st in stages:
+        counter = {"conv": "mac", "linear": "mac", "pool": "in"}.get(st["kind"])
+        if counter is None or st["name"] not in act:
+            continue
+        # a level-k stage sees the samples leaving at exit k or later
+        visitors = sum(c for k, c in counts.items() if k >= st["level"])
+        if not visitors:
+            continue
+        busy = act[st["name"]][counter] / visitors
+        rows.append({"stage": st["name"], "kind": st["kind"], "level": st["level"],
+                     "predicted_cycles": st["cycles_per_sample"], "busy_cycles": busy,
+                     "load": busy * spc if st["level"] == 0 else None})
+    return rows
+
+
+def _busiest_line(which: str, rows: list[dict]) -> str:
+    """The busiest level-0 stage of a design and its load; for a one-level design (the
+    baseline) whether its stages stall each other (`COUPLED_LOAD`)."""
+    first = [x for x in rows if x["load"] is not None]
+    top = max(first, key=lambda x: x["load"])
+    one_level = len(first) == len(rows)
+    line = (f"{which}: busiest {'' if one_level else 'level-0 '}stage {top['stage']} "
+            f"({top['kind']}) busy {100 * top['load']:.1f}% of the measured pace "
+            f"({top['busy_cycles']:.0f} cycles a sample, predicted {top['predicted_cycles']})")
+    if one_level and top["load"] < COUPLED_LOAD:
+        near = [x["stage"] for x in rows if x["load"] >= top["load"] - 0.02]
+        line += (f": {', '.join(near)} stall each other (the per-stage model does not see "
+                 f"this)" if len(near) > 1 else ": it waits on its neighbours")
+    return line
 
 
 def _model_throughput(run: Path, weights: dict, exits: list[int], depth: int) -> float:
@@ -163,6 +220,8 @@ def format_sim_table(r: dict) -> str:
                  f"{r['predicted']['baseline_samples_per_cycle'] * 1e3:.3f}): speedup "
                  f"{t['speedup']:.2f}x" + (f" (ideal {t['ideal_speedup']:.2f}x)"
                                            if t.get("ideal_speedup") else ""))
+    for which, rows in (r.get("stage_loads") or {}).items():
+        lines.append(_busiest_line(which.replace("_", " "), rows))
     w = r["wall"]
     lines.append(f"simulated {r['cycles']['total']} cycles at {w['cycles_per_s'] / 1e3:.1f} "
                  f"kcycles/s; wall {r['seconds']:.1f} s for both designs")

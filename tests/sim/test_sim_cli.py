@@ -38,6 +38,47 @@ def test_sim_matches_reference_and_prediction(compiled_run, capsys):
     assert {e["index"] for e in r["exits"]} == {0, 1}
     out = capsys.readouterr().out
     assert "mismatches vs reference: class 0, exit 0, logits 0" in out
+    # every stage's busy cycles a sample, counted in the RTL: a conv / linear stage makes
+    # MACs / (PE x SIMD) MAC steps for every sample reaching it, a pool takes its input beats
+    m = json.loads((compiled_run / "hw" / "manifest.json").read_text())
+    for which, stages in (("early_exit", m["stages"]), ("baseline", m["baseline"]["stages"])):
+        rows = {x["stage"]: x for x in r["stage_loads"][which]}
+        assert set(rows) == {s["name"] for s in stages if s["kind"] != "decision"}
+        for st in stages:
+            if st["kind"] in ("conv", "linear"):
+                assert rows[st["name"]]["busy_cycles"] == \
+                    st["macs"] / (st["fold"]["pe"] * st["fold"]["simd"])
+            if st["name"] in rows:
+                assert (rows[st["name"]]["load"] is None) == (st["level"] > 0)
+    assert "baseline: busiest stage" in out and "early exit: busiest level-0 stage" in out
+
+
+def test_stage_loads_name_stages_that_stall_each_other():
+    """The busiest-stage line: a one-level design whose busiest stages compute for 88 % of the
+    measured pace stall each other; at 100 % the model's bottleneck sets the pace."""
+    from exitgate.sim.flow import _busiest_line, stage_loads
+
+    stages = [{"name": "a", "kind": "conv", "level": 0, "cycles_per_sample": 100},
+              {"name": "p", "kind": "pool", "level": 0, "cycles_per_sample": 10},
+              {"name": "b", "kind": "conv", "level": 0, "cycles_per_sample": 100}]
+
+    def result(cycles_per_sample):
+        return {"samples": 10, "exits": [{"index": 0, "count": 10}],
+                "throughput": {"samples_per_cycle": 1 / cycles_per_sample},
+                "activity": {"a": {"mac": 1000}, "p": {"in": 100}, "b": {"mac": 1000}}}
+
+    rows = stage_loads(stages, result(113.6))
+    assert [round(x["load"], 3) for x in rows] == [0.880, 0.088, 0.880]
+    assert _busiest_line("baseline", rows).endswith(
+        ": a, b stall each other (the per-stage model does not see this)")
+    assert "stall" not in _busiest_line("baseline", stage_loads(stages, result(100)))
+    # a deeper level sees a share of the samples: busy cycles per visitor, no load
+    deep = stages[:2] + [dict(stages[2], level=1)]
+    r = result(100) | {"exits": [{"index": 0, "count": 8}, {"index": 1, "count": 2}]}
+    rows = stage_loads(deep, r)
+    assert rows[2]["busy_cycles"] == 500 and rows[2]["load"] is None
+    assert _busiest_line("early exit", rows).startswith("early exit: busiest level-0 stage a")
+    assert stage_loads(stages, result(100) | {"activity": {}}) is None
 
 
 def test_threshold_sweep_keeps_calibrated_results(compiled_run, capsys):
