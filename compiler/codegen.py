@@ -48,8 +48,9 @@ from ..hw.stream import activation_layout, activation_signature, beats_of
 from ..numerics import MODE_ALWAYS, MODE_THRESHOLD, DecisionSpec
 from .graph import HwGraph, Stage
 
-__all__ = ["Accelerator", "analysis_block", "build_block", "build_blocks", "emit_verilog", "activity_units",
-           "ACTIVITY_WIDTH", "conv_impl", "decision_store", "decision_unit", "FRAME_MAX_BITS"]
+__all__ = ["Accelerator", "analysis_block", "build_block", "build_blocks", "emit_verilog",
+           "activity_units", "ACTIVITY_WIDTH", "conv_impl", "decision_store", "decision_unit",
+           "FRAME_MAX_BITS"]
 
 #: largest double-buffered input frame (2 x C*H*W x in_bits) a SIMD-1 conv keeps in memory
 #: (`conv_impl`): 16 kbit, four iCE40 block RAMs or one ECP5 DP16KD
