@@ -118,6 +118,24 @@ def test_report_on_compiled_run(compiled_run, tmp_path, capsys):
     assert ("<td>baseline</td><td>1: stopped</td><td>1</td><td>router2</td><td>1</td>"
             "<td>none</td><td>3000</td>") in page
     assert f"exitgate build {run}" not in page
+    assert rep["throughput_at_fmax"] is None        # the baseline has no Fmax
+
+    # both designs built: samples per second at each one's own Fmax, from compile's cycles
+    build = _json(run / "build" / "build.json") | {"baseline_fmax_mhz": 40.0}
+    (run / "build" / "build.json").write_text(json.dumps(build))
+    assert main(["report", str(run), "--force"]) == 0
+    fast = _json(run / "report.json")["throughput_at_fmax"]
+    p = m["predicted"]
+    assert fast["fmax_mhz"] == {"early_exit": 31.5, "baseline": 40.0} and fast["measured"] is None
+    assert fast["predicted"]["early_exit_per_s"] == pytest.approx(p["samples_per_cycle"] * 31.5e6)
+    assert fast["predicted"]["baseline_per_s"] == pytest.approx(
+        p["baseline_samples_per_cycle"] * 40e6)
+    assert fast["predicted"]["speedup"] == pytest.approx(p["speedup"] * 31.5 / 40)
+    page = (run / "report.html").read_text()
+    assert (f"At each design's own Fmax (predicted cycles): early exit "
+            f"{fast['predicted']['early_exit_per_s']:,.0f} samples/s") in page
+    assert f"(at each design's own Fmax: {fast['predicted']['speedup']:.2f}x)" in \
+        capsys.readouterr().out
 
 
 def test_report_errors_are_one_line(trained_run, tmp_path, capsys):
@@ -224,3 +242,17 @@ def test_report_on_simulated_run_renders(sim_copy, tmp_path, capsys):
     shot_bare = _screenshot(bare, tmp_path / "bare.png", tmp_path)
     assert _colourful(shot) > 20_000 and _colourful(shot_bare) < 500, (
         _colourful(shot), _colourful(shot_bare))
+
+
+def test_throughput_at_fmax_takes_measured_cycles_when_simulated():
+    from exitgate.report import at_fmax
+    m = {"predicted": {"samples_per_cycle": 0.008, "baseline_samples_per_cycle": 0.002}}
+    sim = {"throughput": {"samples_per_cycle": 0.0075, "baseline_samples_per_cycle": 0.0015}}
+    build = {"fmax_mhz": 100.0, "baseline_fmax_mhz": 125.0}
+    fast = at_fmax(m, sim, build)
+    assert fast["measured"]["early_exit_per_s"] == pytest.approx(750_000)
+    assert fast["measured"]["baseline_per_s"] == pytest.approx(187_500)
+    assert fast["measured"]["speedup"] == pytest.approx(4.0)        # 5x in cycles, x 100/125
+    assert fast["predicted"]["speedup"] == pytest.approx(3.2)
+    assert at_fmax(m, sim, {"fmax_mhz": 100.0}) is None
+    assert at_fmax(m, None, build)["measured"] is None
