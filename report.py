@@ -46,7 +46,7 @@ from .errors import ExitgateError
 from .runs import (STEPS, atomic_write, exitgate_version, prepare_step, read_json, require_step,
                    write_json)
 
-__all__ = ["run_report", "merge_results", "format_report_summary"]
+__all__ = ["run_report", "merge_results", "format_report_summary", "at_fmax"]
 
 _SOURCES = ("train", "compile", "sim", "energy", "build")
 _RESERVED = ("dataset", "board", "steps", "report", "sections", "per_sample_summary", "collisions",
@@ -597,13 +597,11 @@ def _page(run: Path, rep: dict, s: dict, plots: dict[str, bytes | None]) -> str:
                          f"{_f(b.get('baseline_fmax_mhz'), '{:.1f}')} MHz; design clock "
                          f"{_f(b.get('clock_mhz', m['clock_mhz']), '{:g}')} MHz; build status "
                          f"{_f(b.get('status'))}.</p>")
-            fast = rep.get("throughput_at_fmax")
-            if fast:
-                x = fast["measured"] or fast["predicted"]
-                cycles = "measured" if fast["measured"] else "predicted"
-                parts.append(f"<p>At each design's own Fmax ({cycles} cycles): early exit {x['early_exit_per_s']:,.0f} samples/s, "
-                             f"baseline {x['baseline_per_s']:,.0f} samples/s: "
-                             f"{x['speedup']:.2f}x.</p>")
+            if rep.get("throughput_at_fmax"):
+                cycles, x = _at_fmax_rates(rep)
+                parts.append(f"<p>At each design's own Fmax ({cycles} cycles): early exit "
+                             f"{x['early_exit_per_s']:,.0f} samples/s, baseline "
+                             f"{x['baseline_per_s']:,.0f} samples/s: {x['speedup']:.2f}x.</p>")
             rows = _build_rows(b)
             if rows:
                 parts.append(_table(["design", "nextpnr seeds (MHz)", "kept", "router",
@@ -672,9 +670,11 @@ def run_report(run: Path, force: bool = False, log=print) -> tuple[dict, Path]:
     return rep, page
 
 
-def _at_fmax_speedup(rep: dict) -> float:
+def _at_fmax_rates(rep: dict) -> tuple[str, dict]:
+    """("measured" | "predicted", that entry of ``throughput_at_fmax``): measured once sim ran."""
     fast = rep["throughput_at_fmax"]
-    return (fast["measured"] or fast["predicted"])["speedup"]
+    return ("measured", fast["measured"]) if fast["measured"] else ("predicted",
+                                                                    fast["predicted"])
 
 
 def format_report_summary(rep: dict) -> str:
@@ -687,7 +687,7 @@ def format_report_summary(rep: dict) -> str:
              f"{_f(_get(rep, 'energy.mean_pj'), '{:,.1f}', 1e-3)} / "
              f"{_f(_get(rep, 'energy.baseline_pj'), '{:,.1f}', 1e-3)} nJ; Fmax "
              f"{_f(rep.get('fmax_mhz'), '{:.1f}')} MHz"
-             + (f" (at each design's own Fmax: {_at_fmax_speedup(rep):.2f}x)"
+             + (f" (at each design's own Fmax: {_at_fmax_rates(rep)[1]['speedup']:.2f}x)"
                 if rep.get("throughput_at_fmax") else "")]
     missing = [v["command"] for v in rep["steps"].values() if not v["present"]]
     if missing:
