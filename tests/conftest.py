@@ -9,6 +9,7 @@ run work on a copy (`copy_run`).
 
 import dataclasses
 import json
+import os
 import shutil
 
 import pytest
@@ -16,6 +17,15 @@ from filelock import FileLock
 
 from exitgate.quant.config import load_config
 from exitgate.quant.datasets import load_dataset
+
+
+def pytest_configure(config):
+    """Under pytest-xdist every worker trains with one torch thread: two workers, each training
+    on two threads while the other one also runs yosys, Verilator or z3, oversubscribe the two
+    cores (a training test took 5 s in one run of the suite and 46 s in another)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
 
 
 def _shared(tmp_path_factory, worker_id, name, make):
@@ -101,7 +111,6 @@ def sim_build_dir(tmp_path_factory, worker_id):
     run by tests, through EXITGATE_SIM_CACHE): builds are keyed by the Verilog's hash and made
     under a lock (`exitgate.sim.runner.run_cocotb`), so every test simulating the same design
     shares one Verilator build."""
-    import os
     path = _shared(tmp_path_factory, worker_id, "sim-builds", lambda path: None)
     old = os.environ.get("EXITGATE_SIM_CACHE")
     os.environ["EXITGATE_SIM_CACHE"] = str(path)
