@@ -46,7 +46,10 @@ def test_analysis_blocks_are_shared_and_match_fresh_ones(graph):
         == a.cycles_per_sample / 2
     w2 = dict(w)
     w2[st.params["weight"]] = w[st.params["weight"]].copy()
-    assert analysis_block(st, w2, 1, g.input_bits, False) is not a
+    b = analysis_block(st, w2, 1, g.input_bits, False)
+    assert b is not a
+    w2[st.params["weight"]] = w[st.params["weight"]].copy()    # the same dict, another array
+    assert analysis_block(st, w2, 1, g.input_bits, False) is not b
     bad = g.with_folds({"s0": Fold(3, 9, 3)}).stage("s0")       # 3 does not divide 16 channels
     for _ in range(2):
         with pytest.raises(ValueError):
