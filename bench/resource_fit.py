@@ -280,7 +280,8 @@ def _verilog(blk, family: str | None = None) -> str:
 
 def _options(family: str) -> str:
     """What a cached synthesis result was made with: the family's yosys commands."""
-    return "; ".join(synth_commands(family))
+    # ECP5: `synthesise` counts the read registers it moves into block RAMs (bram_outreg)
+    return "; ".join(synth_commands(family) + ["absorb_output_registers"] * (family == "ecp5"))
 
 
 def _synth_job(args):
@@ -367,7 +368,10 @@ def fit(configs, cache) -> dict:
         for target, names in (("lut", LUT_FEATURES), ("ff", FF_FEATURES)):
             names = names + consts
             a = np.array([[x.f.get(n, 0.0) for n in names] for _, x, _ in rows])
+            # the features count the registers a build moves into block RAMs; the estimate
+            # takes them off after the fit (`estimate_block`)
             y = np.array([s[target] - (2 * x.dist if target == "lut" and fam == "ecp5" else 0)
+                          + (x.absorbed if target == "ff" else 0)
                           for _, x, s in rows], dtype=float)
             wgt = 1.0 / np.maximum(np.array([s[target] for _, _, s in rows], float), 1.0)
             sol, _ = nnls(a * wgt[:, None], y * wgt)
@@ -396,6 +400,7 @@ def fit_kind(kind, configs, cache, model) -> dict:
             y = np.array([s[target] for _, s in rows], float)
             rest = np.array([rm._linear(coefs, x.f) + (2 * x.dist if target == "lut"
                                                         and fam == "ecp5" else 0)
+                             - (x.absorbed if target == "ff" else 0)
                              for x, _ in rows])
             wgt = 1.0 / np.maximum(y, 1.0) ** 2
             c = max(0.0, float(((y - rest) * wgt).sum() / wgt.sum()))

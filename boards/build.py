@@ -21,7 +21,9 @@ seed's run is stopped, the netlist is placed and routed once more at seed 1 with
 too, the build fails and says what to do.
 yosys runs ``synth_<family>`` as `exitgate.boards.synth.synth_plan` has it (``-dsp`` on iCE40: the
 UP5K's SB_MAC16 take the multipliers, as the resource estimates assume; on ECP5 synchronous
-resets stay off the flip-flops' LSR pins).
+resets stay off the flip-flops' LSR pins). On ECP5 the flip-flops that register a block RAM's
+read data then move into the RAM's own output register (`exitgate.boards.bram_outreg`: 5.83 ->
+0.96 ns clock-to-out in nextpnr's model), in the netlist nextpnr reads.
 
 The result dict:
 
@@ -32,6 +34,9 @@ The result dict:
                                       dsp: SB_MAC16 / MULT18X18D, bram: SB_RAM40_4K / DP16KD
     utilisation                       nextpnr's {cell type: {used, available}}
     fmax_mhz, clock_mhz, timing_met   worst clock's achieved Fmax vs the design clock
+    bram_output_registers             ECP5: {rams, ports, registers, skipped} of the read
+                                      registers moved into DP16KD output registers before
+                                      nextpnr (`exitgate.boards.bram_outreg`); None elsewhere
     seed, seeds                       the nextpnr seed of the kept placement, and every tried
                                       seed's Fmax {seed: MHz, None: failed or stopped}
     router, timed_out, time_limit_s   nextpnr router of the kept placement ("router1" |
@@ -55,6 +60,7 @@ from pathlib import Path
 
 from ..errors import ExitgateError
 from ..sim.tools import tool_env
+from .bram_outreg import absorb_output_registers
 from .harness import UartHarness
 from .profiles import BoardProfile, get_board
 from .synth import synth_plan
@@ -131,8 +137,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
             "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
     start = time.monotonic()
-    tried, timed_out, router, best = _place_and_route(profile, out, name, env, logs, seeds,
-                                                      time_limit)
+    tried, timed_out, router, best, outreg = _place_and_route(profile, out, name, env, logs,
+                                                              seeds, time_limit)
     resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
     seconds = time.monotonic() - start
     return {**result, "status": "built", "bitstream": str(_bitstream(profile, out, name)),
@@ -140,7 +146,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
             "timing_met": fmax is not None and fmax >= profile.clock_mhz,
             "seed": best, "seeds": {str(sd): f for sd, f in tried.items()},
             "router": router, "timed_out": [str(sd) for sd in timed_out],
-            "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs}
+            "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs,
+            "bram_output_registers": outreg}
 
 
 def _bitstream(profile, out: Path, name: str) -> Path:
@@ -154,7 +161,8 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     ``time_limit`` seconds), then the packer on the fastest placement, which takes the build's
     file names. When every seed's run is stopped at the limit, nextpnr places and routes once
     more at seed 1 with router2, under the same limit (see `build`). Returns ({seed: Fmax or
-    None}, [timed-out seeds], router and seed of the kept placement)."""
+    None}, [timed-out seeds], router and seed of the kept placement, the summary of
+    `_absorb_output_registers`)."""
     preamble, synth, _, _ = _script_steps(out, name)
     with open(logs["build"], "w") as log:
         code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
@@ -166,6 +174,7 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
             f"smaller folding, or skip the bitstreams (exitgate flow --no-build)")
     if code != 0 or not (out / f"{name}.json").exists():
         raise ExitgateError(_failure(profile, out, name, logs, code))
+    outreg = _absorb_output_registers(profile, out, name, logs)
     tried, timed_out, codes = {}, [], {}
     for seed in range(1, seeds + 1):
         tag = name if seed == 1 else f"seed{seed}"
@@ -198,7 +207,22 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     elif best != 1:
         _adopt(profile, out, name, f"seed{best}")
     _pack(profile, out, name, env, logs)
-    return tried, timed_out, router, best
+    return tried, timed_out, router, best, outreg
+
+
+def _absorb_output_registers(profile, out: Path, name: str, logs: dict) -> dict | None:
+    """ECP5: the flip-flops behind block-RAM reads become the RAMs' output registers
+    (`exitgate.boards.bram_outreg`), in the synthesised netlist nextpnr reads; logged. None on
+    other families."""
+    if profile.family != "ecp5":
+        return None
+    summary = absorb_output_registers(out / f"{name}.json", name)
+    with open(logs["build"], "a") as log:
+        log.write(f"# block-RAM output registers: {summary['registers']} flip-flops moved into "
+                  f"{summary['ports']} read ports of {summary['rams']} DP16KD\n")
+        for where, why in summary["skipped"].items():
+            log.write(f"#   kept in the fabric: {where}: {why}\n")
+    return summary
 
 
 #: at most this many nextpnr seeds per build (each is a whole place and route)

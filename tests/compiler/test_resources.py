@@ -63,6 +63,33 @@ def test_ice40_dsp_count_matches_synthesis():
         assert est.dsp == syn["dsp"] == (pe * simd if in_width + wbits >= 11 else 0)
 
 
+def test_ecp5_estimate_takes_off_the_registers_a_build_moves_into_block_ram():
+    """A deep linear stage for the ULX3S whose weight ROM (512 x 128 bits) is block RAM: its
+    "rom" operand register becomes the RAMs' output register in a build
+    (`exitgate.boards.bram_outreg`); the estimate counts the same flip-flops and takes them
+    off its FF figure, and no other family's estimate does."""
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from exitgate.boards.synth import synthesise
+    from exitgate.hw.linear import LinearStage
+    rng = np.random.default_rng(4)
+    w, b = rng.integers(-127, 128, (32, 256)), rng.integers(-500, 500, 32)
+    dut = LinearStage(w, b, (16, 4, 4), in_width=8, weight_bits=8, shift=7, pe=2, simd=8,
+                      deep=True)
+    params = dict(shape=(16, 4, 4), cout=32, in_bits=8, weight_bits=8, in_lanes=1, pe=2,
+                  simd=8, acc_width=dut.acc_width, bias_width=11, out_bits=8, out_lanes=1,
+                  deep=True)
+    assert map_memory(512, 128, "ecp5", rom=True).kind == "bram"
+    syn = synthesise(verilog.convert(dut, name="top", platform=ULX3S_85F_Platform()), "ecp5")
+    x = block_features("linear", "ecp5", **params)
+    assert x.absorbed == syn["absorbed"] == 2 * 8 * 8
+    assert block_features("linear", "ice40", **params).absorbed == 0
+    assert block_features("linear", "ecp5", **{**params, "deep": False}).absorbed == 0
+    model = load_model()
+    fitted = rm._linear(model["families"]["ecp5"]["ff"], x.f)
+    assert estimate_block("linear", "ecp5", **params).ff == round(fitted - x.absorbed)
+
+
 def test_ecp5_counts_one_dsp_per_product():
     r = estimate_block("conv", "ecp5", **_conv(4, 8))
     assert r.dsp >= 32
