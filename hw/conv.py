@@ -169,11 +169,17 @@ class _WindowBuffer(wiring.Component):
         # yosys, whose ECP5 LSR pin then carries the emit logic (Fmax)
         m.d.sync += [stage.eq(Mux(emit, stage.rotate_right(word_bits), stage)),
                      count.eq(left + Mux(accept, bu, 0))]
-        with m.If(accept):
-            with m.Switch(left):  # accept implies left < wu: the default is left == wu - 1
+        # The beat lands above the units held whenever one could be taken (``i.ready``), taken
+        # or not: those units are free, and an untaken beat's are overwritten before they are
+        # emitted (``count`` only moves on ``accept``). So the staging register's enables (a
+        # few hundred flip-flops) depend on this block's own registers only, not on the
+        # producer's ``valid`` (Fmax: that route was the ECP5 design's critical path).
+        with m.If(i.ready):
+            with m.Switch(left):  # ready implies left < wu: the default is left == wu - 1
                 for k in range(wu):
                     with (m.Case(k) if k < wu - 1 else m.Default()):
                         m.d.sync += stage[k * unit_bits:(k + bu) * unit_bits].eq(i.payload.data)
+        with m.If(accept):
             m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
             with m.If(g == 0):
                 m.d.sync += pix_first.eq(i.payload.first)
