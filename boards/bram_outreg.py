@@ -92,9 +92,10 @@ def absorb_in_netlist(netlist: dict, top: str = "top") -> dict:
             continue
         summary["rams"] += 1
         params, conns = ram["parameters"], ram["connections"]
-        pdp = _int(params.get("DATA_WIDTH_A", 18)) == 36
-        # (read port, the pins its data leaves on): a PDP RAM reads on B, over DOA and DOB
-        ports = [("B", "AB")] if pdp else [("A", "A"), ("B", "B")]
+        # (read port, the pins its data leaves on): a 36-bit pseudo-dual-port RAM reads on B,
+        # over DOA and DOB
+        ports = [("B", "AB")] if _int(params.get("DATA_WIDTH_A", 18)) == 36 \
+            else [("A", "A"), ("B", "B")]
         plans = []
         for port, halves in ports:
             pins = [f"DO{h}{k}" for h in halves for k in range(_PINS)
@@ -102,7 +103,7 @@ def absorb_in_netlist(netlist: dict, top: str = "top") -> dict:
                     and sinks.get(conns[f"DO{h}{k}"][0])]
             if not pins:
                 continue
-            plan = _plan(name, ram, port, pins, cells, sinks)
+            plan = _plan(ram, port, halves, pins, cells, sinks)
             if isinstance(plan, str):
                 summary["skipped"][f"{name} {port}"] = plan
             else:
@@ -117,7 +118,7 @@ def absorb_in_netlist(netlist: dict, top: str = "top") -> dict:
             for pin, ff, q in p["moves"]:
                 conns[pin] = [q]
                 del cells[ff]
-            for half in ("AB" if pdp else p["port"]):
+            for half in p["halves"]:
                 params[f"REGMODE_{half}"] = "OUTREG"
             conns[f"OCE{p['port']}"] = [p["ce"]]
             params["GSR"] = p["gsr"]
@@ -126,8 +127,9 @@ def absorb_in_netlist(netlist: dict, top: str = "top") -> dict:
     return summary
 
 
-def _plan(name, ram, port, pins, cells, sinks) -> dict | str:
-    """How to absorb the registers behind ``pins`` of ``ram``'s read port ``port``, or why not."""
+def _plan(ram, port, halves, pins, cells, sinks) -> dict | str:
+    """How to absorb the registers behind ``pins`` of ``ram``'s read port ``port`` (its data on
+    the pins of ``halves``, whose REGMODEs the plan sets), or why not."""
     params, conns = ram["parameters"], ram["connections"]
     if _mux(params, f"REGMODE_{port}", "NOREG") != "NOREG":
         return "the port already has its output register"
@@ -164,4 +166,5 @@ def _plan(name, ram, port, pins, cells, sinks) -> dict | str:
         return "its registers have different enables"
     if len(gsrs) > 1:
         return "its registers differ in GSR"
-    return {"port": port, "moves": moves, "ce": enables.pop(), "gsr": gsrs.pop()}
+    return {"port": port, "halves": halves, "moves": moves, "ce": enables.pop(),
+            "gsr": gsrs.pop()}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
-from .bram_outreg import absorb_output_registers
+from .bram_outreg import absorb_in_netlist
 
 __all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "synth_plan", "synth_commands",
            "synthesise",
@@ -110,7 +110,8 @@ def synthesise(verilog_text: str, family: str = "ice40", *, top: str = "top",
         cells = dict(json.loads(Path(tmp, "stat.json").read_text())["design"]["num_cells_by_type"])
         moved = 0
         if family == "ecp5":        # as a board build: read registers into the block RAMs
-            moved = absorb_output_registers(Path(tmp, "top.json"), top)["registers"]
+            netlist = json.loads(Path(tmp, "top.json").read_text())
+            moved = absorb_in_netlist(netlist, top)["registers"]
             if moved:
                 cells["TRELLIS_FF"] -= moved
     return {**counts_from_cells(cells, family), "cells": cells, "absorbed": moved}

