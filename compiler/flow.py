@@ -72,6 +72,10 @@ def _stage_rows(graph: HwGraph, timings) -> list[dict]:
     return rows
 
 
+#: blocks `format_fold_table` names in its "largest blocks" line
+BLOCKS_SHOWN = 5
+
+
 def format_fold_table(manifest: dict) -> str:
     def mults(f):       # where a stage's products are: DSPs, LUTs (soft) or k rows in LUTs
         k = f.get("soft", 0) if f else 0
@@ -95,6 +99,12 @@ def format_fold_table(manifest: dict) -> str:
     lines.append("resources (estimated): " + ", ".join(
         f"{k.upper()} {r[k]} / baseline {rb[k]} / budget {manifest['budget'][k]}"
         for k in ("lut", "ff", "dsp", "bram")))
+    blocks = manifest["resources"].get("per_block", {}).get("early_exit")
+    if blocks:      # the largest blocks of the early-exit design (LUT + FF)
+        top = sorted(blocks.items(), key=lambda kv: -(kv[1]["lut"] + kv[1]["ff"]))[:BLOCKS_SHOWN]
+        lines.append("largest blocks (estimated, early exit, LUT/FF/DSP/BRAM): " + ", ".join(
+            f"{n} {r['lut']}/{r['ff']}/{r['dsp']}/{r['bram']}" for n, r in top)
+            + " (all: RUN/hw/manifest.json resources.per_block)")
     trimmed = manifest.get("sizing", {}).get("trimmed_products")
     if trimmed and any(trimmed.values()):
         lines.append(f"given back after the search (bought no speed): {trimmed['early_exit']} "
@@ -189,6 +199,11 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
             f"{'; '.join(f'{d}: {why}' for d, why in rejected.items())}")
     regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
     hw = run / "hw"
+
+    def per_block(g):       # the estimate of each block (without the harness), by block name
+        blocks = {}
+        estimate_design(g, weights, family, buffer_depth=buffer_depth, per_block=blocks)
+        return {name: r.as_dict() for name, r in blocks.items()}
     acc = Accelerator(ee.graph, weights, regs, buffer_depth=buffer_depth, id_width=ID_WIDTH)
     base_acc = Accelerator(bl.graph, weights, [], buffer_depth=buffer_depth, id_width=ID_WIDTH)
     atomic_write(hw / "top.v", emit_verilog(acc))
@@ -232,7 +247,11 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         },
         # both include the UART harness (as build.json's synthesised figures do)
         "resources": {"estimated": ee.resources, "baseline_estimated": bl.resources,
-                      "harness_estimated": harness.as_dict(), "includes_harness": True},
+                      "harness_estimated": harness.as_dict(), "includes_harness": True,
+                      # where the area goes: every block's estimate (they and the harness's
+                      # add up to the totals above)
+                      "per_block": {"early_exit": per_block(ee.graph),
+                                    "baseline": per_block(bl.graph)}},
         "baseline": {"stages": _stage_rows(bl.graph, bl.timings)},
         "interface": {
             "toplevel": "exitgate_top", "clock": "clk", "reset": "rst (synchronous, active high)",

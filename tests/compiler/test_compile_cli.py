@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from exitgate.cli import main
+from exitgate.compiler.flow import format_fold_table
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,21 @@ def test_compile_writes_both_designs_and_the_manifest(compiled):
     for k in ("lut", "ff", "dsp", "bram"):
         assert 0 <= m["resources"]["estimated"][k] <= m["budget"][k] * caps[k]
         assert 0 <= m["resources"]["baseline_estimated"][k] <= m["budget"][k] * caps[k]
+    # every block's estimate, and with the harness's they add up to each design's total
+    for design, total in (("early_exit", "estimated"), ("baseline", "baseline_estimated")):
+        blocks = m["resources"]["per_block"][design]
+        assert {"s0", "s3", "s5", "decision0"} <= set(blocks)
+        for k in ("lut", "ff", "dsp", "bram"):
+            assert (sum(b[k] for b in blocks.values()) + m["resources"]["harness_estimated"][k]
+                    == m["resources"][total][k]), (design, k)
+    # the early exit's head, its decision unit and conditional buffer are not in the baseline
+    assert {"s2", "decision1", "cbuf0"} <= set(m["resources"]["per_block"]["early_exit"])
+    assert not {"s2", "decision1", "cbuf0"} & set(m["resources"]["per_block"]["baseline"])
+    # and `exitgate compile` names the largest of them
+    ee = m["resources"]["per_block"]["early_exit"]
+    biggest = max(ee, key=lambda n: ee[n]["lut"] + ee[n]["ff"])
+    (line,) = [x for x in format_fold_table(m).splitlines() if x.startswith("largest blocks")]
+    assert f": {biggest} {ee[biggest]['lut']}/{ee[biggest]['ff']}/" in line
     # no --buffer-depth: the largest that fits, and the ULX3S has room for the largest
     assert m["buffer_depth"] == 64
     assert m["buffer_depth_choice"] == {"requested": None, "tried": [64, 32, 16, 8, 4, 2],
