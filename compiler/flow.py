@@ -204,6 +204,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         blocks = {}
         estimate_design(g, weights, family, buffer_depth=buffer_depth, per_block=blocks)
         return {name: r.as_dict() for name, r in blocks.items()}
+
     acc = Accelerator(ee.graph, weights, regs, buffer_depth=buffer_depth, id_width=ID_WIDTH)
     base_acc = Accelerator(bl.graph, weights, [], buffer_depth=buffer_depth, id_width=ID_WIDTH)
     atomic_write(hw / "top.v", emit_verilog(acc))
