@@ -37,6 +37,10 @@ The result dict:
     bram_output_registers             ECP5: {rams, ports, registers, skipped} of the read
                                       registers moved into DP16KD output registers before
                                       nextpnr (`exitgate.boards.bram_outreg`); None elsewhere
+    synthesis_fallback                None, or (ECP5) {reason, lut_mapping} when yosys failed
+                                      an internal assertion in its ABC9 step and the build
+                                      synthesised again with abc (`synth_plan` abc9=False;
+                                      the failed run's log is kept as NAME.abc9.rpt)
     seed, seeds                       the nextpnr seed of the kept placement, and every tried
                                       seed's Fmax {seed: MHz, None: failed or stopped}
     router, timed_out, time_limit_s   nextpnr router of the kept placement ("router1" |
@@ -137,8 +141,8 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     logs = {"build": str(out / f"build_{name}.log"), "yosys": str(out / f"{name}.rpt"),
             "nextpnr": str(out / f"{name}.tim"), "report": str(report)}
     start = time.monotonic()
-    tried, timed_out, router, best, outreg = _place_and_route(profile, out, name, env, logs,
-                                                              seeds, time_limit)
+    tried, timed_out, router, best, outreg, fallback = _place_and_route(
+        profile, out, name, env, logs, seeds, time_limit)
     resources, utilisation, fmax = _parse(profile, report, Path(logs["yosys"]))
     seconds = time.monotonic() - start
     return {**result, "status": "built", "bitstream": str(_bitstream(profile, out, name)),
@@ -147,7 +151,9 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
             "seed": best, "seeds": {str(sd): f for sd, f in tried.items()},
             "router": router, "timed_out": [str(sd) for sd in timed_out],
             "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs,
-            "bram_output_registers": outreg}
+            "bram_output_registers": outreg,
+            "synthesis_fallback": None if fallback is None else {
+                "reason": fallback, "lut_mapping": "abc -lut 4:7 (instead of abc9)"}}
 
 
 def _bitstream(profile, out: Path, name: str) -> Path:
@@ -160,13 +166,28 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     """Run the build script's steps: yosys, then nextpnr with seeds 1..``seeds`` (each under
     ``time_limit`` seconds), then the packer on the fastest placement, which takes the build's
     file names. When every seed's run is stopped at the limit, nextpnr places and routes once
-    more at seed 1 with router2, under the same limit (see `build`). Returns ({seed: Fmax or
-    None}, [timed-out seeds], router and seed of the kept placement, the summary of
-    `_absorb_output_registers`)."""
+    more at seed 1 with router2, under the same limit (see `build`). When yosys fails an
+    assertion in ABC9 (`_abc9_assertion`, ECP5), synthesis runs once more without it. Returns
+    ({seed: Fmax or None}, [timed-out seeds], router and seed of the kept placement, the summary
+    of `_absorb_output_registers`, the failed assertion or None)."""
     preamble, synth, _, _ = _script_steps(out, name)
     with open(logs["build"], "w") as log:
         code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
                         "# synthesis", time_limit)
+    fallback = None
+    if code not in (None, 0) and profile.family in ABC_FALLBACK_FAMILIES:
+        fallback = _abc9_assertion(Path(logs["yosys"]))
+    if fallback is not None:
+        # yosys' own bug, not the design's: synthesise again, the LUTs mapped by the older abc
+        shutil.copyfile(logs["yosys"], out / f"{name}.abc9.rpt")
+        _plan_without_abc9(out, name, profile.family)
+        with open(logs["build"], "a") as log:
+            log.write(f"# synthesis: yosys failed an internal assertion in its ABC9 step "
+                      f"({fallback}); synthesising again with abc instead of abc9 "
+                      f"(exitgate.boards.synth.synth_plan abc9=False)\n")
+            log.flush()
+            code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
+                            "# synthesis (abc)", time_limit)
     if code is None:
         raise ExitgateError(
             f"{profile.name}: yosys did not finish synthesis within the time limit of "
@@ -207,7 +228,41 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     elif best != 1:
         _adopt(profile, out, name, f"seed{best}")
     _pack(profile, out, name, env, logs)
-    return tried, timed_out, router, best, outreg
+    return tried, timed_out, router, best, outreg, fallback
+
+
+#: families whose build falls back to abc when yosys fails an assertion in ABC9 (`synth_plan`)
+ABC_FALLBACK_FAMILIES = ("ecp5",)
+
+
+def _abc9_assertion(rpt: Path) -> str | None:
+    """The failed assertion if yosys' log ``rpt`` ends in one inside its ABC9 mapping (the last
+    pass it executed is an ABC one), else None."""
+    try:
+        lines = rpt.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [k for k, line in enumerate(lines) if line.startswith("ERROR:")]
+    if not errors or not lines[errors[-1]].startswith("ERROR: Assert"):
+        return None
+    passes = [line for line in lines[:errors[-1]] if re.match(r"[\d.]+ Executing ", line)]
+    if not passes or "ABC" not in passes[-1].split("Executing ", 1)[1].split(" ")[0]:
+        return None
+    return lines[errors[-1]][len("ERROR: "):].strip()
+
+
+def _plan_without_abc9(out: Path, name: str, family: str) -> None:
+    """Rewrite the build's yosys script ``out/name.ys``: `synth_plan`'s commands after
+    ``synth_<family>`` with ``abc9=False``."""
+    script = out / f"{name}.ys"
+    text = script.read_text()
+    _, after = synth_plan(family)
+    _, legacy = synth_plan(family, abc9=False)
+    old = "\n".join(c.format(top=name) for c in after)
+    if old not in text:
+        raise ExitgateError(f"cannot plan synthesis without ABC9: {script} does not hold the "
+                            f"commands exitgate wrote there")
+    script.write_text(text.replace(old, "\n".join(c.format(top=name) for c in legacy)))
 
 
 def _absorb_output_registers(profile, out: Path, name: str, logs: dict) -> dict | None:

@@ -46,7 +46,8 @@ SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": ""}
 _ECP5_FF_CELLS = "-cell $_DFF_?_ 01 -cell $_DFF_?P?_ r -cell $_DFFE_??_ 01 -cell $_DFFE_?P??_ r"
 
 
-def synth_plan(family: str, options: str | None = None) -> tuple[str, list[str]]:
+def synth_plan(family: str, options: str | None = None, *,
+               abc9: bool = True) -> tuple[str, list[str]]:
     """A board build's synthesis as (options of ``synth_<family> OPTIONS -top TOP``, yosys
     commands to run after it; TOP in them as ``{top}``). iCE40: ``-dsp``, nothing after. ECP5:
     ``synth_ecp5`` up to its flip-flop mapping, then a ``dfflegalize`` that turns synchronous
@@ -55,12 +56,24 @@ def synth_plan(family: str, options: str | None = None) -> tuple[str, list[str]]
     saturation to K-1) to the flip-flop's LSR pin, the condition's whole logic cone with it,
     enables included; LSR is shared by a slice's two flip-flops and has a 0.42 ns setup in
     nextpnr's model. Measured on the digits early-exit design (`bench/fmax_design.py`, same
-    netlist): 98.7 -> 119.1 MHz, 82 -> 14 endpoints failing 125 MHz, about 750 LUT4s more."""
+    netlist): 98.7 -> 119.1 MHz, 82 -> 14 endpoints failing 125 MHz, about 750 LUT4s more.
+
+    ``abc9=False`` (ECP5 only): the LUT mapping by yosys' older ``abc -lut 4:7`` instead of
+    synth_ecp5's ``abc9``, the rest as above. The board build falls back to it when yosys fails
+    an internal assertion in its ABC9 step (`exitgate.boards.build`); on the digits baseline
+    that failed so, it took 7 % more LUT4s (9951 against 9242 of a passing variant)."""
     options = SYNTH_OPTIONS[family] if options is None else options
+    if not abc9 and family != "ecp5":
+        raise ExitgateError(f"synthesis without ABC9 is only planned for ecp5, not {family}")
     if family != "ecp5":
         return options, []
-    return (f"{options} -run begin:map_ffs".strip(),
-            [f"dfflegalize {_ECP5_FF_CELLS}", f"synth_ecp5 {options} -top {{top}} -run map_ffs:"])
+    rest = [f"synth_ecp5 {options} -top {{top}} -run map_ffs:"] if abc9 else [
+        f"synth_ecp5 {options} -top {{top}} -run map_ffs:map_luts",
+        # synth_ecp5's map_luts step with abc for abc9 (its latch check and map first)
+        "check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+        "abc -lut 4:7 -dress", "clean",
+        f"synth_ecp5 {options} -top {{top}} -run map_cells:"]
+    return f"{options} -run begin:map_ffs".strip(), [f"dfflegalize {_ECP5_FF_CELLS}", *rest]
 
 
 def synth_commands(family: str, top: str = "top", options: str | None = None) -> list[str]:

