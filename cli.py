@@ -67,6 +67,9 @@ def _cmd_build(args) -> int:
               f"{'-' if fmax is None else f'{fmax:.1f}'} MHz (clock {b['clock_mhz']} MHz)  "
               f"{b.get('bitstream') or b.get('message', '')}")
         _print_seeds(b, indent=" " * 12)
+        if b.get("synthesis_fallback"):
+            print(f"{' ' * 12}yosys failed in ABC9 ({b['synthesis_fallback']['reason']}); "
+                  f"synthesised again with abc mapping the LUTs")
     print(f"wrote {args.run}/build/build.json")
     return 0
 
