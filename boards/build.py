@@ -67,7 +67,7 @@ from ..sim.tools import tool_env
 from .bram_outreg import absorb_output_registers
 from .harness import UartHarness
 from .profiles import BoardProfile, get_board
-from .synth import synth_plan
+from .synth import ABC_FALLBACK_FAMILIES, synth_plan
 
 __all__ = ["build", "check_seeds", "check_time_limit", "seed_command", "DEFAULT_TIME_LIMIT_S",
            "TOOL_PACKAGES"]
@@ -229,10 +229,6 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
         _adopt(profile, out, name, f"seed{best}")
     _pack(profile, out, name, env, logs)
     return tried, timed_out, router, best, outreg, fallback
-
-
-#: families whose build falls back to abc when yosys fails an assertion in ABC9 (`synth_plan`)
-ABC_FALLBACK_FAMILIES = ("ecp5",)
 
 
 def _abc9_assertion(rpt: Path) -> str | None:

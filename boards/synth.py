@@ -33,13 +33,15 @@ from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
 from .bram_outreg import absorb_in_netlist
 
-__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "synth_plan", "synth_commands",
+__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "ABC_FALLBACK_FAMILIES", "synth_plan", "synth_commands",
            "synthesise",
            "counts_from_cells"]
 
 SYNTH_FAMILIES = ("ice40", "ecp5")
 #: synth_<family> options of the board builds (`exitgate.boards.build`) and of `synthesise`
 SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": ""}
+#: families `synth_plan` can plan without ABC9 (``abc9=False``), the board build's fallback
+ABC_FALLBACK_FAMILIES = ("ecp5",)
 
 #: the flip-flop cells `synth_plan` lets ECP5 synthesis keep: those of synth_ecp5's own
 #: ``map_ffs`` step (plain, async-reset, with enable) but no synchronous reset ($_SDFF*)
@@ -63,8 +65,9 @@ def synth_plan(family: str, options: str | None = None, *,
     an internal assertion in its ABC9 step (`exitgate.boards.build`); on the digits baseline
     that failed so, it took 7 % more LUT4s (9951 against 9242 of a passing variant)."""
     options = SYNTH_OPTIONS[family] if options is None else options
-    if not abc9 and family != "ecp5":
-        raise ExitgateError(f"synthesis without ABC9 is only planned for ecp5, not {family}")
+    if not abc9 and family not in ABC_FALLBACK_FAMILIES:
+        raise ExitgateError(f"synthesis without ABC9 is only planned for "
+                            f"{', '.join(ABC_FALLBACK_FAMILIES)}, not {family}")
     if family != "ecp5":
         return options, []
     rest = [f"synth_ecp5 {options} -top {{top}} -run map_ffs:"] if abc9 else [
