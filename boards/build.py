@@ -171,9 +171,14 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
     ({seed: Fmax or None}, [timed-out seeds], router and seed of the kept placement, the summary
     of `_absorb_output_registers`, the failed assertion or None)."""
     preamble, synth, _, _ = _script_steps(out, name)
-    with open(logs["build"], "w") as log:
-        code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
-                        "# synthesis", time_limit)
+
+    def synthesise(label: str, mode: str, note: str = "") -> int | None:
+        with open(logs["build"], mode) as log:     # (the script's yosys step, name.ys)
+            log.write(note)
+            return _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log, label,
+                            time_limit)
+
+    code = synthesise("# synthesis", "w")
     fallback = None
     if code not in (None, 0) and profile.family in ABC_FALLBACK_FAMILIES:
         fallback = _abc9_assertion(Path(logs["yosys"]))
@@ -181,13 +186,10 @@ def _place_and_route(profile, out: Path, name: str, env, logs: dict, seeds: int,
         # yosys' own bug, not the design's: synthesise again, the LUTs mapped by the older abc
         shutil.copyfile(logs["yosys"], out / f"{name}.abc9.rpt")
         _plan_without_abc9(out, name, profile.family)
-        with open(logs["build"], "a") as log:
-            log.write(f"# synthesis: yosys failed an internal assertion in its ABC9 step "
-                      f"({fallback}); synthesising again with abc instead of abc9 "
-                      f"(exitgate.boards.synth.synth_plan abc9=False)\n")
-            log.flush()
-            code = _limited(["sh", "-c", "\n".join([*preamble, *synth])], out, env, log,
-                            "# synthesis (abc)", time_limit)
+        code = synthesise("# synthesis (abc)", "a",
+                          f"# synthesis: yosys failed an internal assertion in its ABC9 step "
+                          f"({fallback}); synthesising again with abc instead of abc9 "
+                          f"(exitgate.boards.synth.synth_plan abc9=False)\n")
     if code is None:
         raise ExitgateError(
             f"{profile.name}: yosys did not finish synthesis within the time limit of "

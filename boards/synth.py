@@ -33,9 +33,8 @@ from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
 from .bram_outreg import absorb_in_netlist
 
-__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "ABC_FALLBACK_FAMILIES", "synth_plan", "synth_commands",
-           "synthesise",
-           "counts_from_cells"]
+__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "ABC_FALLBACK_FAMILIES", "synth_plan",
+           "synth_commands", "synthesise", "counts_from_cells"]
 
 SYNTH_FAMILIES = ("ice40", "ecp5")
 #: synth_<family> options of the board builds (`exitgate.boards.build`) and of `synthesise`
