@@ -67,7 +67,7 @@ from ..sim.tools import tool_env
 from .bram_outreg import absorb_output_registers
 from .harness import UartHarness
 from .profiles import BoardProfile, get_board
-from .synth import ABC_FALLBACK_FAMILIES, synth_plan
+from .synth import ABC_FALLBACK_FAMILIES, ABC_LUT_MAPPING, synth_plan
 
 __all__ = ["build", "check_seeds", "check_time_limit", "seed_command", "DEFAULT_TIME_LIMIT_S",
            "TOOL_PACKAGES"]
@@ -130,8 +130,7 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
     # the platform's script runs ``synth_<family> {synth_opts} -top NAME``, then the rest of
     # the synthesis (`synth_plan`) as its script_after_synth
     synth_opts, after = synth_plan(profile.family)
-    overrides = {"script_after_synth": "\n".join(c.format(top=name) for c in after)} \
-        if after else {}
+    overrides = {"script_after_synth": _after_synth(profile.family, name)} if after else {}
     plan = platform.build(harness, name=name, build_dir=str(out), do_build=False,
                           synth_opts=synth_opts, **overrides,
                           nextpnr_opts=["--report", report.name, "--timing-allow-fail"]
@@ -153,7 +152,7 @@ def build(accelerator, board: str | BoardProfile = "icebreaker", out_dir="build"
             "time_limit_s": time_limit, "seconds": round(seconds, 2), "logs": logs,
             "bram_output_registers": outreg,
             "synthesis_fallback": None if fallback is None else {
-                "reason": fallback, "lut_mapping": "abc -lut 4:7 (instead of abc9)"}}
+                "reason": fallback, "lut_mapping": f"{ABC_LUT_MAPPING} (instead of abc9)"}}
 
 
 def _bitstream(profile, out: Path, name: str) -> Path:
@@ -249,18 +248,22 @@ def _abc9_assertion(rpt: Path) -> str | None:
     return lines[errors[-1]][len("ERROR: "):].strip()
 
 
+def _after_synth(family: str, name: str, abc9: bool = True) -> str:
+    """`synth_plan`'s commands after ``synth_<family>``, for top module ``name``, as the lines
+    of the build's yosys script (``script_after_synth``)."""
+    return "\n".join(c.format(top=name) for c in synth_plan(family, abc9=abc9)[1])
+
+
 def _plan_without_abc9(out: Path, name: str, family: str) -> None:
     """Rewrite the build's yosys script ``out/name.ys``: `synth_plan`'s commands after
     ``synth_<family>`` with ``abc9=False``."""
     script = out / f"{name}.ys"
     text = script.read_text()
-    _, after = synth_plan(family)
-    _, legacy = synth_plan(family, abc9=False)
-    old = "\n".join(c.format(top=name) for c in after)
+    old = _after_synth(family, name)
     if old not in text:
         raise ExitgateError(f"cannot plan synthesis without ABC9: {script} does not hold the "
                             f"commands exitgate wrote there")
-    script.write_text(text.replace(old, "\n".join(c.format(top=name) for c in legacy)))
+    script.write_text(text.replace(old, _after_synth(family, name, abc9=False)))
 
 
 def _absorb_output_registers(profile, out: Path, name: str, logs: dict) -> dict | None:

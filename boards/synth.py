@@ -33,14 +33,16 @@ from ..errors import ExitgateError
 from ..sim.tools import tool_env, yowasp_bin
 from .bram_outreg import absorb_in_netlist
 
-__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "ABC_FALLBACK_FAMILIES", "synth_plan",
-           "synth_commands", "synthesise", "counts_from_cells"]
+__all__ = ["SYNTH_FAMILIES", "SYNTH_OPTIONS", "ABC_FALLBACK_FAMILIES", "ABC_LUT_MAPPING",
+           "synth_plan", "synth_commands", "synthesise", "counts_from_cells"]
 
 SYNTH_FAMILIES = ("ice40", "ecp5")
 #: synth_<family> options of the board builds (`exitgate.boards.build`) and of `synthesise`
 SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": ""}
 #: families `synth_plan` can plan without ABC9 (``abc9=False``), the board build's fallback
 ABC_FALLBACK_FAMILIES = ("ecp5",)
+#: the LUT mapping of `synth_plan` ``abc9=False``: yosys' older abc, in synth_ecp5's LUT sizes
+ABC_LUT_MAPPING = "abc -lut 4:7 -dress"
 
 #: the flip-flop cells `synth_plan` lets ECP5 synthesis keep: those of synth_ecp5's own
 #: ``map_ffs`` step (plain, async-reset, with enable) but no synchronous reset ($_SDFF*)
@@ -73,7 +75,7 @@ def synth_plan(family: str, options: str | None = None, *,
         f"synth_ecp5 {options} -top {{top}} -run map_ffs:map_luts",
         # synth_ecp5's map_luts step with abc for abc9 (its latch check and map first)
         "check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
-        "abc -lut 4:7 -dress", "clean",
+        ABC_LUT_MAPPING, "clean",
         f"synth_ecp5 {options} -top {{top}} -run map_cells:"]
     return f"{options} -run begin:map_ffs".strip(), [f"dfflegalize {_ECP5_FF_CELLS}", *rest]
 
