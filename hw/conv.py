@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -149,7 +149,16 @@ class _WindowBuffer(wiring.Component):
         stage = Signal((wu - 1 + bu) * unit_bits)
         count = Signal(range(wu + bu))
         left = Signal(range(wu + bu))
-        emit, accept = Signal(), Signal()
+        accept = Signal()
+        # ``emit`` (a word goes to the fill bank), ``i.ready`` and the staging slices' load
+        # enables (``load``, one-hot: slice ``left`` while ready) are functions of this block's
+        # registers only, so they are registers themselves, computed a cycle ahead from the
+        # next values of the count, the fill bank and its full bit (below). Fmax: as logic they
+        # were four LUT levels from the bank flags to a few hundred flip-flop enables (the
+        # staging register, and the window skid buffer's output register in front of it), the
+        # ECP5 designs' critical path at some placements.
+        emit, ready = Signal(), Signal(init=1)
+        load = Signal(wu, init=1)
         wb = Signal(range(nb))
         widx = Signal(range(sf_max))
         # word address of bank wb's word widx: banks are filled in turn, so (beyond two banks,
@@ -157,28 +166,27 @@ class _WindowBuffer(wiring.Component):
         waddr = Signal(range(nb * sf_max))
         g = Signal(range(groups))
         pix_first, pix_last = Signal(), Signal()
-        m.d.comb += [emit.eq((count >= wu) & ~full.bit_select(wb, 1)),
-                     left.eq(Mux(emit, count - wu, count)),
-                     i.ready.eq(left < wu),
-                     accept.eq(i.valid & i.ready),
+        m.d.comb += [left.eq(Mux(emit, count - wu, count)),
+                     i.ready.eq(ready),
+                     accept.eq(i.valid & ready),
                      wr.addr.eq(Mux(wb, sf_max + widx, widx) if nb == 2 else waddr),
                      wr.data.eq(stage[:word_bits]),
                      wr.en.eq(emit)]
         # an emitted word rotates to the top, not shifted out for zeros: those bits are written
         # before they are emitted again, and a constant there would be a synchronous reset to
         # yosys, whose ECP5 LSR pin then carries the emit logic (Fmax)
+        count_next = Signal.like(count)
+        m.d.comb += count_next.eq(left + Mux(accept, bu, 0))
         m.d.sync += [stage.eq(Mux(emit, stage.rotate_right(word_bits), stage)),
-                     count.eq(left + Mux(accept, bu, 0))]
+                     count.eq(count_next)]
         # The beat lands above the units held whenever one could be taken (``i.ready``), taken
         # or not: those units are free, and an untaken beat's are overwritten before they are
         # emitted (``count`` only moves on ``accept``). So the staging register's enables (a
         # few hundred flip-flops) depend on this block's own registers only, not on the
         # producer's ``valid`` (Fmax: that route was the ECP5 design's critical path).
-        with m.If(i.ready):
-            with m.Switch(left):  # ready implies left < wu: the default is left == wu - 1
-                for k in range(wu):
-                    with (m.Case(k) if k < wu - 1 else m.Default()):
-                        m.d.sync += stage[k * unit_bits:(k + bu) * unit_bits].eq(i.payload.data)
+        for k in range(wu):
+            with m.If(load[k]):             # ready & (left == k)
+                m.d.sync += stage[k * unit_bits:(k + bu) * unit_bits].eq(i.payload.data)
         with m.If(accept):
             m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
             with m.If(g == 0):
@@ -219,6 +227,26 @@ class _WindowBuffer(wiring.Component):
         with m.If(issue):
             m.d.sync += [first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
                          last.eq(bank_last.bit_select(rb, 1) & final)]
+
+        # next cycle's emit, ready and load: from the next count, fill bank and full bits (a
+        # bank is set full by its last word's write and released after its last replay; the
+        # two never meet on one bank, since one needs it empty and the other full)
+        fill_done = emit & (widx == sf_max - 1)
+        release = issue & final
+        wb_next = Signal.like(wb)
+        full_next = Signal.like(full)
+        m.d.comb += [wb_next.eq(Mux(fill_done, (~wb if nb == 2 else wb + 1), wb)),
+                     full_next.eq(Cat(*((full[b] | (fill_done & (wb == b)))
+                                        & ~(release & (rb == b)) for b in range(nb))))]
+        emit_next, left_next = Signal(), Signal.like(left)
+        m.d.comb += [emit_next.eq((count_next >= wu) & ~full_next.bit_select(wb_next, 1)),
+                     left_next.eq(Mux(emit_next, count_next - wu, count_next))]
+        m.d.sync += [emit.eq(emit_next), ready.eq(left_next < wu),
+                     load.eq(Mux(left_next < wu, Const(1, wu) << left_next, 0))]
+        #: observation only (tests): the fill side's registers, to check the registered flags
+        #: against their definitions on every cycle
+        self.fill_state = {"emit": emit, "ready": ready, "load": load, "count": count,
+                           "full": full, "wb": wb}
         return m
 
 
@@ -410,8 +438,10 @@ class Conv2dStage(_ConvStage):
         if self.deep:
             # deep: the window's beats reach the buffer through a skid buffer (Fmax: the
             # buffer's ready does not run into the window's step enable, whose fan-out covers
-            # its column registers and line buffer)
-            m.submodules.window_skid = skid = SkidBuffer(window.o.signature)
+            # its column registers and line buffer); the ring form, so that the buffer's ready
+            # (combinational: its gearbox count and bank flags) does not enable the window's
+            # hundreds of payload bits either, only the ring's pointers
+            m.submodules.window_skid = skid = SkidBuffer(window.o.signature, ring=True)
             wiring.connect(m, window.o, skid.i)
             wiring.connect(m, skid.o, buffer.i)
         else:

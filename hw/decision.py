@@ -232,6 +232,9 @@ class ExitDecision(wiring.Component):
         zmaxc1 = Signal(cshape) if self.bound else None
         id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
         cnt1 = Signal(range(C))
+        # cnt1 == 0, a register of its own (Fmax: the running max's enable is then one LUT
+        # after the compare, not a LUT for the count's compare and another for the enable)
+        first1 = Signal(init=1)
         full1 = Signal()
         # Stage 2: sum the LUT values, pipelined: index (registered) -> LUT read (registered)
         # -> accumulate. One logit issued a cycle; the sum is complete two cycles after the last.
@@ -318,19 +321,26 @@ class ExitDecision(wiring.Component):
                     m.d.sync += z1[j].eq(logit)
         with m.If(s2_load):
             m.d.sync += full1.eq(0)
+        # logit > zmax1 as an unsigned compare of the two in offset binary (sign bit
+        # inverted, which the carry chain's own LUTs take in): the chain's carry out is the
+        # result, with no sign and overflow logic after it (Fmax: this compare and the enable
+        # behind it were the ECP5 design's critical path)
+        sign = 1 << (W - 1)
+        gt = Signal()
+        m.d.comb += gt.eq((logit.as_unsigned() ^ sign) > (zmax1.as_unsigned() ^ sign))
         with m.If(self.i.valid & self.i.ready):
             # a new max: the max, its rounded form and (``bound``) the saturation bound
             new_max = [zmax1.eq(logit), zmaxh1.eq(logit + half)] + (
                 [zmaxc1.eq(logit + (half - clamp))] if self.bound else [])
-            with m.If(cnt1 == 0):
+            with m.If(first1):
                 m.d.sync += new_max + [arg1.eq(0), id1.eq(self.i.payload.id), t1.eq(t_reg),
                                        mode1.eq(mode_reg)]
-            with m.Elif(logit > zmax1):
+            with m.Elif(gt):
                 m.d.sync += new_max + [arg1.eq(cnt1)]
             with m.If(cnt1 == C - 1):
-                m.d.sync += [cnt1.eq(0), full1.eq(1)]
+                m.d.sync += [cnt1.eq(0), full1.eq(1), first1.eq(1)]
             with m.Else():
-                m.d.sync += cnt1.eq(cnt1 + 1)
+                m.d.sync += [cnt1.eq(cnt1 + 1), first1.eq(0)]
 
         # --- stage 2
         # in logic: yosys would otherwise fold e2 into a block-RAM read port, and block RAM is

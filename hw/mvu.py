@@ -285,9 +285,10 @@ class MatrixVectorUnit(wiring.Component):
         deep = self.deep
         if deep:
             # chunks enter through a skid buffer: the producer's valid/data paths end at a
-            # register
+            # register; the ring form, whose payload enables do not depend on this unit's
+            # ``i.ready`` (the chunk goes straight into s1's register)
             m.submodules.in_skid = in_skid = SkidBuffer(
-                chunk_signature(simd, self.in_width, self.in_signed))
+                chunk_signature(simd, self.in_width, self.in_signed), ring=True)
             wiring.connect(m, wiring.flipped(self.i), in_skid.i)
             i = in_skid.o
 

@@ -17,7 +17,7 @@ Each has a pure-Python model (`fork_model`, `tag_model`, `route_model`) used by 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,14 +85,30 @@ class SkidBuffer(wiring.Component):
     are registers, so neither side's combinational path reaches the other. A beat offered while
     the output is blocked is caught in the skid entry; one beat a cycle passes when ``o.ready``
     stays high. Latency `SKID_LATENCY` (1) cycle.
+
+    ``ring=True`` (for wide payloads whose consumer registers them at once): the same two
+    entries as a two-slot ring, written in turn and read in turn, ``o.payload`` a mux of the
+    two selected by a read-pointer register. The handshake is the same cycle for cycle
+    (``i.ready`` = fewer than two held, ``o.valid`` = at least one held, both registers), but the
+    consumer's ``o.ready`` only moves the read pointer and the count: no payload flip-flop's
+    enable depends on it. Each slot loads the input whenever it is the free slot to be written
+    next, an enable that is a register of its own. (Fmax: in the plain form ``~o.valid |
+    o.ready`` enables every payload bit of the output register, so a consumer's ``ready`` that
+    arrives over a long route fans out to a few hundred clock enables; on the ECP5 digits
+    design that was the second conv's window skid buffer, 337 of the 389 endpoints missing
+    125 MHz at one nextpnr seed.) The cost is the output mux in front of the consumer instead
+    of behind the skid entry: the same LUT count.
     """
 
-    def __init__(self, signature: stream.Signature):
+    def __init__(self, signature: stream.Signature, *, ring: bool = False):
+        self.ring = bool(ring)
         super().__init__({"i": In(signature), "o": Out(signature)})
 
     def elaborate(self, platform):
         m = Module()
         i, o = self.i, self.o
+        if self.ring:
+            return self._elaborate_ring(m)
         skid = Signal.like(i.payload, reset_less=True)
         skid_valid = Signal()
         # ``skid_free`` is ~skid_valid, a register of its own: the skid entry's load mux then has
@@ -114,6 +130,28 @@ class SkidBuffer(wiring.Component):
                 m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
         with m.Elif(i.valid & skid_free):
             m.d.sync += [skid_valid.eq(1), skid_free.eq(0)]
+        return m
+
+    def _elaborate_ring(self, m):
+        i, o = self.i, self.o
+        slots = [Signal.like(i.payload, reset_less=True, name=f"slot{k}") for k in range(2)]
+        count = Signal(range(3))
+        ready, valid = Signal(init=1), Signal()         # count < 2, count > 0
+        wptr, rptr = Signal(), Signal()
+        load = [Signal(init=1, name="load0"), Signal(name="load1")]   # ready & (wptr == k)
+        accept, take = Signal(), Signal()
+        m.d.comb += [i.ready.eq(ready), o.valid.eq(valid),
+                     accept.eq(i.valid & ready), take.eq(valid & o.ready),
+                     o.payload.eq(Mux(rptr, slots[1], slots[0]))]
+        for k in range(2):
+            with m.If(load[k]):
+                m.d.sync += slots[k].eq(i.payload)
+        count_next, wptr_next = Signal.like(count), Signal()
+        m.d.comb += [count_next.eq(count + accept - take), wptr_next.eq(wptr ^ accept)]
+        m.d.sync += [count.eq(count_next), wptr.eq(wptr_next), rptr.eq(rptr ^ take),
+                     ready.eq(count_next < 2), valid.eq(count_next > 0),
+                     load[0].eq((count_next < 2) & ~wptr_next),
+                     load[1].eq((count_next < 2) & wptr_next)]
         return m
 
 

@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from exitgate.hw.beats import beat_payloads, lanes_to_map, map_to_lanes, pack_beat
-from exitgate.hw.conv import Conv2dStage, conv2d_acc, conv2d_golden
+from exitgate.hw.conv import Conv2dStage, _WindowBuffer, conv2d_acc, conv2d_golden
 from exitgate.hw.mvu import accumulator_width, requantise_split, requantise_value
 from exitgate.numerics import bits_for_range, int_range, requantise
 
@@ -106,6 +106,49 @@ def test_conv_throughput_and_latency(run_stream, p):
     measured = (firsts[-1] - firsts[1]) / ((samples - 2) * p["h"] * p["w"])
     assert measured == pytest.approx(dut.initiation_interval, rel=0.03)
     assert res.cycles[0] - 1 == dut.latency  # first input beat is accepted in cycle 0
+
+
+@pytest.mark.parametrize("groups,lanes,simd,nf,banks", [(2, 1, 3, 2, 2), (1, 2, 6, 1, 4),
+                                                         (4, 1, 12, 3, 2), (2, 2, 36, 2, 2)])
+def test_window_buffer_registered_flags_match_their_definitions(groups, lanes, simd, nf, banks):
+    """The window buffer's ``emit``, ``i.ready`` and slice loads are registers computed a cycle
+    ahead (Fmax); on every cycle of random traffic they equal what they stand for:
+    emit = count >= wu and the fill bank not full, ready = what is left after the emit < wu, and
+    the load one-hot at that slice while ready. Also every word comes out (traffic is real)."""
+    import random
+
+    from exitgate.hw.simstream import sink, source
+    dut = _WindowBuffer(groups=groups, lanes=lanes, width=4, signed_data=False, nf=nf, simd=simd,
+                        banks=banks)
+    rng = random.Random(groups * 100 + simd)
+    beat = 9 * lanes
+    beats = [{"data": [rng.randrange(16) for _ in range(beat)], "first": k % groups == 0,
+              "last": False} for k in range(groups * 12)]
+    words = 12 * nf * dut.sf
+    got, checked, bad = [], [0], []
+    sim = Simulator(dut)
+    st = dut.fill_state
+    wu = dut.word_units
+
+    async def check(ctx):
+        while len(got) < words:
+            count, full, wb = ctx.get(st["count"]), ctx.get(st["full"]), ctx.get(st["wb"])
+            emit = count >= wu and not (full >> wb) & 1
+            left = count - wu if emit else count
+            want = {"emit": int(emit), "ready": int(left < wu),
+                    "load": (1 << left) if left < wu else 0}
+            bad.extend((checked[0], k, ctx.get(st[k]), v) for k, v in want.items()
+                       if ctx.get(st[k]) != v)
+            checked[0] += 1
+            await ctx.tick()
+
+    sim.add_clock(1e-6)
+    sim.add_testbench(source(dut.i, beats, random.Random(1), idle=0.3))
+    sim.add_testbench(sink(dut.o, words, got, random.Random(2), stall=0.4))
+    sim.add_testbench(check, background=True)
+    sim.run()
+    assert bad == [], f"(cycle, flag, register, definition): {bad[:5]}"
+    assert len(got) == words and checked[0] > words
 
 
 def test_conv_golden_matches_loops():

@@ -39,9 +39,10 @@ def test_fork_copies_every_beat_to_every_output(seed):
         assert [_as_dict(p, ("data", "first", "last")) for p in got[k]] == want[k]
 
 
+@pytest.mark.parametrize("ring", [False, True])
 @pytest.mark.parametrize("seed,idle,stall", [(0, 0.3, 0.4), (1, 0.0, 0.6), (2, 0.5, 0.0)])
-def test_skid_buffer_delivers_every_beat_once_in_order(seed, idle, stall):
-    dut = SkidBuffer(activation_signature(2, 6))
+def test_skid_buffer_delivers_every_beat_once_in_order(seed, idle, stall, ring):
+    dut = SkidBuffer(activation_signature(2, 6), ring=ring)
     rng = random.Random(seed)
     beats = [{"data": [rng.randrange(64), rng.randrange(64)], "first": k % 3 == 0,
               "last": k % 3 == 2} for k in range(60)]
@@ -56,10 +57,11 @@ def test_skid_buffer_delivers_every_beat_once_in_order(seed, idle, stall):
     assert [_as_dict(p, ("data", "first", "last")) for p in got] == want
 
 
-def test_skid_buffer_full_throughput_latency_and_registered_ready():
+@pytest.mark.parametrize("ring", [False, True])
+def test_skid_buffer_full_throughput_latency_and_registered_ready(ring):
     """Back-to-back beats pass one a cycle after SKID_LATENCY; ready does not depend on o.ready
     within a cycle (it is a register)."""
-    dut = SkidBuffer(activation_signature(1, 8))
+    dut = SkidBuffer(activation_signature(1, 8), ring=ring)
     got, cycles = [], []
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -84,6 +86,62 @@ def test_skid_buffer_full_throughput_latency_and_registered_ready():
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_skid_buffer_ring_has_the_plain_handshake_cycle_for_cycle(seed):
+    """The ring form (`SkidBuffer` ``ring=True``) and the plain form, driven by the same random
+    ``i.valid`` / payload / ``o.ready`` on every cycle: ``i.ready``, ``o.valid`` and (while
+    valid) ``o.payload`` agree on every cycle, so the compiler may use either without changing
+    any stage's cycles."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+
+    sig = activation_signature(2, 6)
+
+    class Pair(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": wiring.In(sig), "o_ready": wiring.In(1),
+                              "a": wiring.Out(sig), "b": wiring.Out(sig),
+                              "a_i_ready": wiring.Out(1), "b_i_ready": wiring.Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.plain = plain = SkidBuffer(sig)
+            m.submodules.ring = ring = SkidBuffer(sig, ring=True)
+            for dut, out, i_ready in ((plain, self.a, self.a_i_ready),
+                                      (ring, self.b, self.b_i_ready)):
+                m.d.comb += [dut.i.valid.eq(self.i.valid), dut.i.payload.eq(self.i.payload),
+                             dut.o.ready.eq(self.o_ready), i_ready.eq(dut.i.ready),
+                             out.valid.eq(dut.o.valid), out.payload.eq(dut.o.payload)]
+            return m
+
+    top = Pair()
+    rng = random.Random(seed)
+    seen = {"beats": 0, "stalls": 0}
+
+    async def bench(ctx):
+        for _ in range(400):
+            ctx.set(top.i.valid, rng.random() < 0.7)
+            ctx.set(top.i.payload, {"data": [rng.randrange(64), rng.randrange(64)],
+                                    "first": rng.randrange(2), "last": rng.randrange(2)})
+            ready = rng.random() < 0.6
+            ctx.set(top.o_ready, ready)
+            a_ready, b_ready = ctx.get(top.a_i_ready), ctx.get(top.b_i_ready)
+            a_valid, b_valid = ctx.get(top.a.valid), ctx.get(top.b.valid)
+            assert (a_ready, a_valid) == (b_ready, b_valid)
+            if a_valid:
+                assert _as_dict(ctx.get(top.a.payload), ("data", "first", "last")) == \
+                    _as_dict(ctx.get(top.b.payload), ("data", "first", "last"))
+                seen["beats"] += ready
+            seen["stalls"] += not a_ready
+            await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["beats"] > 100 and seen["stalls"] > 20      # both paths of the handshake ran
 
 
 def test_fork_validates_n():
