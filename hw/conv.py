@@ -199,7 +199,7 @@ class _WindowBuffer(wiring.Component):
             if nb > 2:
                 m.d.sync += waddr.eq(Mux(waddr == nb * sf_max - 1, 0, waddr + 1))
             with m.If(widx == sf_max - 1):
-                m.d.sync += [widx.eq(0), wb.eq(~wb if nb == 2 else wb + 1),
+                m.d.sync += [widx.eq(0),
                              full.bit_select(wb, 1).eq(1),
                              bank_first.bit_select(wb, 1).eq(pix_first),
                              bank_last.bit_select(wb, 1).eq(pix_last)]
@@ -228,7 +228,8 @@ class _WindowBuffer(wiring.Component):
             m.d.sync += [first.eq(bank_first.bit_select(rb, 1) & (nf == 0) & (sf == 0)),
                          last.eq(bank_last.bit_select(rb, 1) & final)]
 
-        # next cycle's emit, ready and load: from the next count, fill bank and full bits (a
+        # the fill bank moves on after its last word (wb_next), and next cycle's emit, ready
+        # and load are computed from the next count, fill bank and full bits (a
         # bank is set full by its last word's write and released after its last replay; the
         # two never meet on one bank, since one needs it empty and the other full)
         fill_done = emit & (widx == sf_max - 1)
@@ -241,7 +242,7 @@ class _WindowBuffer(wiring.Component):
         emit_next, left_next = Signal(), Signal.like(left)
         m.d.comb += [emit_next.eq((count_next >= wu) & ~full_next.bit_select(wb_next, 1)),
                      left_next.eq(Mux(emit_next, count_next - wu, count_next))]
-        m.d.sync += [emit.eq(emit_next), ready.eq(left_next < wu),
+        m.d.sync += [wb.eq(wb_next), emit.eq(emit_next), ready.eq(left_next < wu),
                      load.eq(Mux(left_next < wu, Const(1, wu) << left_next, 0))]
         #: observation only (tests): the fill side's registers, to check the registered flags
         #: against their definitions on every cycle

@@ -77,6 +77,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec, decide
+from .counters import flagged_counter
 from .stream import activation_signature
 
 __all__ = ["ExitDecision", "decision_layout", "decision_model", "STORES"]
@@ -231,10 +232,11 @@ class ExitDecision(wiring.Component):
         # zmaxh1 - clamp (the index's saturation bound; only with ``bound``)
         zmaxc1 = Signal(cshape) if self.bound else None
         id1, t1, mode1 = Signal(self.id_width), Signal(B + 1), Signal(2)
-        cnt1 = Signal(range(C))
-        # cnt1 == 0, a register of its own (Fmax: the running max's enable is then one LUT
-        # after the compare, not a LUT for the count's compare and another for the enable)
-        first1 = Signal(init=1)
+        # the logit count, stepped on each accepted logit, with cnt1 == C - 1 (last1) and
+        # cnt1 == 0 (first1) as registers of their own (`flagged_counter`; Fmax: the running
+        # max's enable is then one LUT after the compare, not a LUT for the count's compare and
+        # another for the enable)
+        cnt1, last1, first1 = flagged_counter(m, self.i.valid & self.i.ready, C, "cnt1")
         full1 = Signal()
         # Stage 2: sum the LUT values, pipelined: index (registered) -> LUT read (registered)
         # -> accumulate. One logit issued a cycle; the sum is complete two cycles after the last.
@@ -295,7 +297,7 @@ class ExitDecision(wiring.Component):
             # waits for stage 3 after the last logit).
             ready1 = Signal(init=1)
             m.d.comb += self.i.ready.eq(ready1)
-            with m.If(self.i.valid & ready1 & (cnt1 == C - 1)):
+            with m.If(self.i.valid & ready1 & last1):
                 m.d.sync += ready1.eq(0)                    # full
             with m.If(s2_load):
                 m.d.sync += ready1.eq(C == 2)               # j2 goes to 1
@@ -337,10 +339,8 @@ class ExitDecision(wiring.Component):
                                        mode1.eq(mode_reg)]
             with m.Elif(gt):
                 m.d.sync += new_max + [arg1.eq(cnt1)]
-            with m.If(cnt1 == C - 1):
-                m.d.sync += [cnt1.eq(0), full1.eq(1), first1.eq(1)]
-            with m.Else():
-                m.d.sync += [cnt1.eq(cnt1 + 1), first1.eq(0)]
+            with m.If(last1):
+                m.d.sync += full1.eq(1)
 
         # --- stage 2
         # in logic: yosys would otherwise fold e2 into a block-RAM read port, and block RAM is
