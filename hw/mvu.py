@@ -13,10 +13,14 @@ Pipeline: issue (ROM address, chunk accepted) -> s1 (weights read) -> operand re
 product registers -> adder-tree registers (one per two levels of the SIMD adder tree) ->
 accumulator (a pass's first chunk starts from the bias) and s2 (a pass's final sum) -> output
 register (requantised). No path has more than a multiplier or two adders between registers
-(Fmax). The front stages move as one; they stall only while the last stage holds a pass's last
-chunk and s2 is blocked, so accumulation goes on while the output is back-pressured, and nothing
-is lost or duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency
-chunk-in to beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
+(Fmax). The pipeline never stalls: results wait in the output register and ``mvu_fifo_depth - 1``
+spare registers behind it, and a pass's last chunk is issued only while one of them is free for
+its result (a credit counter, as in the deep form below), so the chunk stream's ``ready`` is one
+LUT from this unit's registers and the consumer's ``ready`` reaches only those output registers
+and the counter (Fmax: on the iCE40UP5K the ready chain from a stage's consumer through the
+MVU's pipeline enable into the frame buffer's counters set the clock). Nothing is lost or
+duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency chunk-in to
+beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
 through a skid buffer, adds two operand registers in front of the products (the first takes the
@@ -144,12 +148,16 @@ def mvu_latency(simd: int, deep: bool = False) -> int:
     return 5 + 7 * int(deep) + len(adder_tree_registers(simd, deep))
 
 
-def mvu_fifo_depth(simd: int, sf: int) -> int:
-    """Entries of a deep MVU's output FIFO: enough credits that a pass's last chunk never waits
-    while the consumer takes every result at once (a credit is held from the issue of the pass's
-    last chunk until its result is read: ``mvu_latency - 1`` cycles, in which ``SF``-chunk
-    passes issue at most ``ceil((latency - 1) / SF)`` last chunks), plus one."""
-    return -(-(mvu_latency(simd, True) - 1) // sf) + 1
+def mvu_fifo_depth(simd: int, sf: int, deep: bool = True) -> int:
+    """Results an MVU can hold once computed, and so its credits: the entries of a deep MVU's
+    output FIFO, or (``deep=False``) the output register plus its spare registers. Enough that a
+    pass's last chunk never waits while the consumer takes every result at once: a credit is
+    held from the issue of the pass's last chunk until its result is read, ``mvu_latency``
+    cycles counting the read's (deep: ``mvu_latency - 1``, as the FIFO's buffered read lets a
+    result be written while the one before it is read), in which ``SF``-chunk passes issue at
+    most ``ceil(cycles / SF)`` last chunks; plus one (`tests/hw/test_mvu_credit.py` checks both:
+    one pass every ``SF`` cycles, and exactly this many held under a stalled consumer)."""
+    return -(-(mvu_latency(simd, deep) - int(deep)) // sf) + 1
 
 
 def _quotient(acc, shift: int):
@@ -305,15 +313,13 @@ class MatrixVectorUnit(wiring.Component):
         # pass's last chunk waits for a credit instead.
         s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
         s2_valid = Signal()
-        if deep:
-            en_o = en_2 = en_1 = Const(1, 1)
-        else:
-            en_o, en_2, en_1 = Signal(), Signal(), Signal()
-            m.d.comb += [en_o.eq(~o.valid | o.ready), en_2.eq(~s2_valid | en_o)]
+        # nothing stalls: the pipeline moves on every cycle, and a pass's last chunk is issued
+        # only while a result can be held for it (credits)
+        en_2 = en_1 = Const(1, 1)
         step = Signal()
         m.d.comb += step.eq(i.valid & i.ready)
-        # deep: the ROMs are read only for a chunk (the pipeline moves on every cycle)
-        rom_en = step if deep else en_1
+        # the ROMs are read only for a chunk (the pipeline moves on every cycle)
+        rom_en = step
         m.d.comb += [self.mac_active.eq(step), self.weight_read_en.eq(rom_en)]
 
         # Issue: ROM addresses from the fold counters, chunk accepted.
@@ -348,8 +354,15 @@ class MatrixVectorUnit(wiring.Component):
             regs = [Signal(v.shape(), name=f"{name}{n_}", reset_less=True)
                     for n_, v in enumerate(values)]
             nflags = [Signal(name=f"{name}_flag{n_}") for n_ in range(len(flags))]
-            with m.If(en_1):
-                m.d.sync += [r.eq(v) for r, v in zip(regs + nflags, list(values) + flags)]
+            m.d.sync += [r.eq(v) for r, v in zip(nflags, flags)]
+            # shallow: the data moves on when the stage before holds a chunk (flags[0], its
+            # valid flag: a register), else it holds. An enable from one local register, not a
+            # stall; and it keeps yosys' ice40_dsp packing the operand and product registers
+            # with their holds (with no enable at all it took the adder tree's first adder
+            # into the SB_MAC16 as well, and a gate-level simulation of that netlist with
+            # yosys' own SB_MAC16 model did not match: tests/hw/test_mvu_dsp.py)
+            with m.If(en_1 if deep else flags[0]):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
             return regs, nflags
 
         flags = [s1_valid, s1_sf_first, s1_sf_last, s1_first, s1_last]
@@ -409,18 +422,17 @@ class MatrixVectorUnit(wiring.Component):
                 groups, bias = [flat[p * n:(p + 1) * n] for p in range(pe)], flat[-pe:]
         dots = [g[0] for g in groups]
         f_valid, f_sf_first, f_sf_last, f_first, f_last = flags
-        if deep:
-            # credits: results issued (a pass's last chunk taken) and not yet read out of the
-            # FIFO; a pass's last chunk is taken only while one is free (``room``, registered)
-            depth = mvu_fifo_depth(simd, sf_max)
-            pending = Signal(range(depth + 1))
-            room = Signal(init=1)
-            pending_next = Signal(range(depth + 2))
-            m.d.comb += pending_next.eq(pending + (step & sf_last) - (o.valid & o.ready))
-            m.d.sync += [pending.eq(pending_next), room.eq(pending_next < depth)]
-            m.d.comb += i.ready.eq(~sf_last | room)
-        else:
-            m.d.comb += [en_1.eq(~f_valid | ~f_sf_last | en_2), i.ready.eq(en_1)]
+        # credits: results issued (a pass's last chunk taken) and not yet read out; a pass's
+        # last chunk is taken only while one is free (``room``, registered), so the chunk
+        # stream's ``ready`` depends on this unit's registers alone, never on the consumer's
+        # ``ready`` (Fmax: no ready chain through the unit into its producer's enables)
+        depth = mvu_fifo_depth(simd, sf_max, deep)
+        pending = Signal(range(depth + 1))
+        room = Signal(init=1)
+        pending_next = Signal(range(depth + 2))
+        m.d.comb += pending_next.eq(pending + (step & sf_last) - (o.valid & o.ready))
+        m.d.sync += [pending.eq(pending_next), room.eq(pending_next < depth)]
+        m.d.comb += i.ready.eq(~sf_last | room)
 
         # Accumulate: a pass's first chunk starts from the bias.
         acc = [Signal(signed(self.acc_width), name=f"acc{p}") for p in range(pe)]
@@ -464,10 +476,33 @@ class MatrixVectorUnit(wiring.Component):
                          o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data),
                          fifo.r_en.eq(o.ready)]
             return m
-        with m.If(en_o):
-            m.d.sync += [o.valid.eq(s2_valid), o.payload.first.eq(s2_first),
-                         o.payload.last.eq(s2_last)]
-            m.d.sync += [o.payload.data[p].eq(values[p]) for p in range(pe)]
+        # The output register and ``depth - 1`` spare registers behind it (a shift FIFO, oldest
+        # in spare 0): a result goes into the output register when it is free or being read
+        # and no spare is waiting, else into the first free spare; the credits guarantee one
+        # is free. Only these registers and the credit counter see the consumer's ``ready``.
+        beat = o.payload.shape()
+        new = Signal(beat)
+        m.d.comb += [new.first.eq(s2_first), new.last.eq(s2_last)]
+        m.d.comb += [new.data[p].eq(values[p]) for p in range(pe)]
+        spares = [Signal(beat, name=f"spare{k}") for k in range(depth - 1)]
+        held = Signal(range(depth))             # spares in use
+        take = Signal()
+        m.d.comb += take.eq(~o.valid | o.ready)
+        shift = take & (held != 0)
+        to_spare = s2_valid & ~(take & (held == 0))
+        where = Mux(shift, held - 1, held)      # the spare a new result goes into
+        with m.If(take):
+            m.d.sync += [o.valid.eq(s2_valid | (held != 0)),
+                         o.payload.as_value().eq(Mux(held != 0, (spares[0] if spares else
+                                                                 new).as_value(),
+                                                     new.as_value()))]
+        for k, spare in enumerate(spares):
+            with m.If(to_spare & (where == k)):
+                m.d.sync += spare.eq(new)
+            if k + 1 < len(spares):
+                with m.Elif(shift):
+                    m.d.sync += spare.eq(spares[k + 1])
+        m.d.sync += held.eq(held - shift + to_spare)
         return m
 
     @staticmethod

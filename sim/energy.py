@@ -21,9 +21,10 @@ Energy (all in pJ), per stage and kind, with a `Profile` (``sim/profiles/*.json`
              cycle at the design clock), the same for every sample
 
 A stage's dynamic energy is charged to its visitors; energy per exit k is the sum over the
-stages a sample leaving at k passed through, plus static. The weight ROM's read enable is high on
-idle cycles too (counted as ``wrom_en``); those reads use no data, so they are reported
-(``rom_idle_enables``) but not charged. Baseline: the no-exit design on the same samples.
+stages a sample leaving at k passed through, plus static. Cycles on which a weight ROM is
+read-enabled without a chunk (``wrom_en`` minus ``mac``: none as the MVUs are built now, they
+read only for a chunk) would use no data, so they are reported (``rom_idle_enables``) but not
+charged. Baseline: the no-exit design on the same samples.
 The threshold sweep uses the reference's exit decisions and these per-exit energies, with
 throughput from `exitgate.compiler.perf.stream_throughput`; a few thresholds are also run on
 the RTL (runtime threshold register, no rebuild) and measured.

@@ -1,5 +1,6 @@
-"""The deep MVU's credit-based issue: its pipeline never stalls, results wait in an output FIFO,
-and a pass's last chunk is taken only while a FIFO entry is free for it.
+"""The MVU's credit-based issue: its pipeline never stalls, results wait in an output FIFO (deep)
+or in the output register and the spare registers behind it (shallow), and a pass's last chunk is
+taken only while an entry is free for it.
 
 What the design relies on, each checked here: with the consumer stalled, exactly
 `mvu_fifo_depth` passes complete and nothing is lost or reordered when it resumes; the chunk
@@ -47,11 +48,14 @@ def _golden(dut, w, b, vectors):
     return y.reshape(len(vectors) * dut.nf, dut.pe)
 
 
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("pe,simd,rows,n", [(4, 9, 8, 9), (2, 4, 6, 12), (1, 2, 3, 10)],
                          ids=["sf1", "sf3", "sf5"])
-def test_stalled_consumer_fills_exactly_the_fifo(pe, simd, rows, n):
-    dut, w, b = _mvu(pe, simd, rows, n)
-    depth = mvu_fifo_depth(simd, n // simd)
+def test_stalled_consumer_fills_exactly_the_fifo(pe, simd, rows, n, deep):
+    dut, w, b = _mvu(pe, simd, rows, n, deep=deep)
+    depth = mvu_fifo_depth(simd, n // simd, deep)
+    # chunks waiting in front of the pipeline: the deep MVU's input skid buffer holds two
+    waiting = 2 if deep else 0
     vectors = np.random.default_rng(1).integers(0, 256, size=(depth + 3, n))
     chunks = _chunks(dut, vectors)
     passes = len(vectors) * dut.nf
@@ -72,10 +76,10 @@ def test_stalled_consumer_fills_exactly_the_fifo(pe, simd, rows, n):
     async def consumer(ctx):
         ctx.set(dut.o.ready, 0)
         await ctx.tick().repeat(hold)
-        # during the stall: the input skid buffer is full (its two chunks wait), and exactly
-        # `depth` passes' last chunks went past it into the pipeline
+        # during the stall: the chunk stream is held (deep: the input skid buffer is full, its
+        # two chunks wait), and exactly `depth` passes' last chunks went into the pipeline
         assert not ctx.get(dut.i.ready) and ctx.get(dut.o.valid)
-        issued = [k for k in taken[:-2] if chunks[k]["last"]]
+        issued = [k for k in taken[:len(taken) - waiting] if chunks[k]["last"]]
         assert len(issued) == depth, (len(issued), depth)
         await sink(dut.o, passes, got, random.Random(3), stall=0.3)(ctx)
 
@@ -90,8 +94,9 @@ def test_stalled_consumer_fills_exactly_the_fifo(pe, simd, rows, n):
 
 def test_chunk_ready_does_not_follow_consumer_ready():
     """Within a cycle, flipping ``o.ready`` leaves ``i.ready`` as it was, in every state of a run
-    with random stalls (the shallow MVU's ``ready`` is its pipeline enable: it does follow)."""
-    for deep, follows in ((True, False), (False, True)):
+    with random stalls, deep or shallow (the shallow MVU's ``ready`` was its pipeline enable, and
+    followed, before it took credits too)."""
+    for deep, follows in ((True, False), (False, False)):
         dut, w, b = _mvu(2, 4, 6, 12, deep=deep)
         vectors = np.random.default_rng(2).integers(0, 256, size=(12, 12))
         flips = []
@@ -114,9 +119,10 @@ def test_chunk_ready_does_not_follow_consumer_ready():
         assert any(flips) == follows, deep
 
 
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("pe,simd,rows,n", [(8, 9, 16, 9), (2, 4, 6, 12)], ids=["sf1", "sf3"])
-def test_credits_do_not_throttle_a_ready_consumer(pe, simd, rows, n):
-    dut, w, b = _mvu(pe, simd, rows, n)
+def test_credits_do_not_throttle_a_ready_consumer(pe, simd, rows, n, deep):
+    dut, w, b = _mvu(pe, simd, rows, n, deep=deep)
     vectors = np.random.default_rng(6).integers(0, 256, size=(40, n))
     got, cycles = [], []
     sim = Simulator(dut)
@@ -125,7 +131,7 @@ def test_credits_do_not_throttle_a_ready_consumer(pe, simd, rows, n):
     sim.add_testbench(sink(dut.o, len(vectors) * dut.nf, got, cycles=cycles))
     sim.run()
     sf = n // simd
-    assert cycles[0] == mvu_latency(simd, True) + sf - 1 + 1
+    assert cycles[0] == mvu_latency(simd, deep) + sf - 1 + 1
     assert np.all(np.diff(cycles) == sf)             # one pass every SF cycles
     data = np.array([[int(v) for v in beat.data] for beat in got])
     np.testing.assert_array_equal(data, _golden(dut, w, b, vectors))
