@@ -38,7 +38,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from ..hw.cond_buffer import ConditionalBuffer
 from ..hw.conv import Conv2dStage
 from ..hw.conv_frame import FrameConv2dStage
-from ..hw.decision import ExitDecision
+from ..hw.decision import ExitDecision, spram_blocks
 from ..hw.interface import accelerator_signature
 from ..hw.linear import LinearStage
 from ..hw.merge import ExitMerge
@@ -50,6 +50,7 @@ from .graph import HwGraph, Stage
 
 __all__ = ["Accelerator", "analysis_block", "build_block", "build_blocks", "emit_verilog",
            "activity_units", "ACTIVITY_WIDTH", "conv_impl", "decision_store", "decision_unit",
+           "logit_ram",
            "FRAME_MAX_BITS"]
 
 #: largest double-buffered input frame (2 x C*H*W x in_bits) a SIMD-1 conv keeps in memory
@@ -73,24 +74,38 @@ def conv_impl(stage: Stage, in_lanes: int, in_bits: int) -> str:
 
 
 @lru_cache(maxsize=1024)
-def decision_store(spec: DecisionSpec, producer_cycles: float) -> str:
-    """The decision unit's logit store (`ExitDecision` ``store``): ``"single"`` (one copy of the
-    logits, smaller) when its initiation interval still keeps up with the stage that produces
-    the logits (``producer_cycles`` per sample), else ``"double"``. (Memoised: the folding
-    search asks thousands of times.)"""
-    single = ExitDecision(spec, logit_width=2, id_width=1, threshold=1, store="single")
-    single._MustUse__silence = True
-    return "single" if single.initiation_interval <= producer_cycles else "double"
+def decision_store(spec: DecisionSpec, producer_cycles: float, ram: bool = False) -> str:
+    """The decision unit's logit store (`ExitDecision` ``store``): with ``ram`` (`logit_ram`),
+    ``"ram"`` (the logits in the board's SPRAM, no logit flip-flops) when its initiation
+    interval keeps up with the stage that produces the logits (``producer_cycles`` per sample);
+    else ``"single"`` (one copy of the logits in flip-flops, smaller) when that one keeps up;
+    else ``"double"``. (Memoised: the folding search asks thousands of times.)"""
+    for store in ("ram", "single") if ram else ("single",):
+        unit = ExitDecision(spec, logit_width=2, id_width=1, threshold=1, store=store)
+        unit._MustUse__silence = True
+        if unit.initiation_interval <= producer_cycles:
+            return store
+    return "double"
+
+
+def logit_ram(graph: HwGraph, logit_widths) -> bool:
+    """Whether the decision units may keep their logits in SPRAM (``store="ram"``): the board
+    has SPRAM (`HwGraph.spram` blocks) and it holds every unit's store (`spram_blocks` of each
+    of ``logit_widths``, the units' logit widths), so that no unit's choice depends on
+    another's."""
+    return 0 < sum(spram_blocks(w) for w in logit_widths) <= graph.spram
 
 
 def decision_unit(stage: Stage, logits_blk, *, id_width: int, threshold: int,
-                  mode: int, deep: bool = False) -> ExitDecision:
+                  mode: int, deep: bool = False, ram: bool = False) -> ExitDecision:
     """The `ExitDecision` of a decision stage fed by ``logits_blk`` (its store by
-    `decision_store`; on deep boards, `HwGraph.deep`, with its saturation bound register)."""
+    `decision_store`, ``ram`` from `logit_ram`; on deep boards, `HwGraph.deep`, with its
+    saturation bound register)."""
     spec = DecisionSpec.from_dict(stage.params["decision"])
     return ExitDecision(spec, logit_width=logits_blk.acc_width, id_width=id_width,
                         threshold=threshold, mode=mode,
-                        store=decision_store(spec, logits_blk.cycles_per_sample), bound=deep)
+                        store=decision_store(spec, logits_blk.cycles_per_sample, ram),
+                        bound=deep)
 
 
 def build_block(stage: Stage, weights: dict, in_lanes: int, in_bits: int, in_signed: bool,
@@ -271,6 +286,8 @@ class Accelerator(wiring.Component):
 
         routers, merge_inputs = {}, {}
         id_sources = {0: None}
+        ram = logit_ram(g, [self.blocks[st.src].acc_width for st in g.stages
+                            if st.kind == "decision"])
         for st in g.stages:
             if st.kind != "decision":
                 continue
@@ -278,7 +295,7 @@ class Accelerator(wiring.Component):
             spec = DecisionSpec.from_dict(st.params["decision"])
             final = k == g.exits - 1
             logits_blk = self.blocks[st.src]
-            dec = decision_unit(st, logits_blk, id_width=self.id_width, deep=g.deep,
+            dec = decision_unit(st, logits_blk, id_width=self.id_width, deep=g.deep, ram=ram,
                                 threshold=1 << spec.threshold_bits if final else self.thresholds[k],
                                 mode=MODE_ALWAYS if final else MODE_THRESHOLD)
             m.submodules[f"decision{k}"] = dec
@@ -304,7 +321,7 @@ class Accelerator(wiring.Component):
             router = DecisionRouter(dec.o.payload.shape(), self.id_width, final=final)
             m.submodules[f"router{k}"] = router
             # the decision's ready path stops here (router, merge, buffers)
-            wiring.connect(m, self._skid(m, f"skid_d{k}", dec.o), router.i)
+            wiring.connect(m, self._skid(m, f"skid_d{k}", dec.o, g.decision_skids), router.i)
             routers[k] = router
             merge_inputs[k] = router.result
             if not final:
@@ -375,10 +392,10 @@ class Accelerator(wiring.Component):
                      res.payload.confidence.eq(merge.o.payload.confidence)]
         return m
 
-    def _skid(self, m, name: str, stream_out):
+    def _skid(self, m, name: str, stream_out, always: bool = False):
         """``stream_out`` through a SkidBuffer named ``name`` (its output), or as it is when the
-        graph has no skid buffers."""
-        if not self.graph.skids:
+        graph has no skid buffers (and not ``always``: `HwGraph.decision_skids`)."""
+        if not (self.graph.skids or always):
             return stream_out
         m.submodules[name] = skid = SkidBuffer(stream_out.signature)
         wiring.connect(m, stream_out, skid.i)

@@ -139,7 +139,7 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
     rates = [e["rate"] for e in calib.get("chosen", {}).get("exits", [])] or None
     seq, seq_source = exit_sequence(ir, weights, thresholds, ir.meta.get("dataset"), rates)
 
-    graph = lower(ir, weights).with_deep(board.deep_mvu)
+    graph = lower(ir, weights).with_deep(board.deep_mvu).with_spram(board.budget.spram)
     base_graph = baseline(graph)
     budget = {k: getattr(board.budget, k) for k in ("lut", "ff", "dsp", "bram")}
     caps = {k: c for k, c in board.budget.caps().items() if k in budget}
@@ -155,16 +155,19 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
     trials = [(skids, depth) for skids in (True, False)
               for depth in ([requested] if requested is not None else BUFFER_DEPTHS)]
 
-    def designs(skids, depth):
+    def designs(skids, depth, decision_skids=False):
         def est(g):
             # what the board holds: the accelerator and the UART harness `build` wraps it in
             r = estimate_design(g, weights, family, buffer_depth=depth) + harness
             cells = logic_cells(r, family)
             return r.as_dict() | ({} if cells is None else {"cells": cells})
 
-        return (explore(graph.with_skids(skids), weights, seq, budget, est, cap=caps,
+        def variant(g):
+            return g.with_skids(skids).with_decision_skids(decision_skids)
+
+        return (explore(variant(graph), weights, seq, budget, est, cap=caps,
                         depth=depth, soft=soft_multipliers),
-                explore(base_graph.with_skids(skids), weights, np.zeros(len(seq), dtype=int),
+                explore(variant(base_graph), weights, np.zeros(len(seq), dtype=int),
                         budget, est, cap=caps, depth=depth, soft=soft_multipliers))
 
     for skids, buffer_depth in trials:
@@ -194,8 +197,24 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
                 f"baseline {bl_ns.samples_per_cycle * 1e6:.1f} vs "
                 f"{bl.samples_per_cycle * 1e6:.1f} samples/Mcycle")
             skids, ee, bl = False, ee_ns, bl_ns
+    if not skids:
+        # without the other skid buffers, still one after each decision unit where they fit
+        # at the same foldings' throughput (`HwGraph.decision_skids`)
+        try:
+            ee_d, bl_d = designs(False, buffer_depth, decision_skids=True)
+        except ValueError as e:
+            rejected[f"{buffer_depth}, decision skid buffers only"] = str(e)
+        else:
+            if (ee_d.samples_per_cycle >= ee.samples_per_cycle
+                    and bl_d.samples_per_cycle >= bl.samples_per_cycle):
+                ee, bl = ee_d, bl_d
+            else:
+                rejected[f"{buffer_depth}, decision skid buffers only"] = (
+                    "fits, but only at slower foldings")
     if rejected:
-        log(f"buffer depth {_trial_name(skids, buffer_depth)} on {board.name}; not taken: "
+        log(f"buffer depth {_trial_name(skids, buffer_depth)}"
+            f"{' (but after the decision units)' if ee.graph.decision_skids else ''} "
+            f"on {board.name}; not taken: "
             f"{'; '.join(f'{d}: {why}' for d, why in rejected.items())}")
     regs = [ir.exits[k].decision.threshold_register(t) for k, t in enumerate(thresholds)]
     hw = run / "hw"
@@ -225,8 +244,9 @@ def run_compile(run: Path, board_name: str | None = None, *, force: bool = False
         "budget": budget, "utilisation_cap": board.budget.cap, "utilisation_caps": caps,
         "flow": list(FLOW),
         "id_width": ID_WIDTH, "buffer_depth": buffer_depth, "skid_buffers": skids,
+        "decision_skid_buffers": skids or ee.graph.decision_skids,
         "soft_multipliers": bool(soft_multipliers),
-        "deep_mvu": ee.graph.deep,
+        "deep_mvu": ee.graph.deep, "spram_blocks": ee.graph.spram,
         "buffer_depth_choice": {"requested": requested, "tried": list(BUFFER_DEPTHS)
                                 if requested is None else [requested], "rejected": rejected},
         "thresholds": {"values": thresholds, "registers": regs},
@@ -291,7 +311,8 @@ def load_graph(run: Path, which: str = "early_exit"):
         graph, rows = baseline(graph), m["baseline"]["stages"]
     folds = {r["name"]: Fold(**r["fold"]) for r in rows if "fold" in r}
     return (graph.with_folds(folds).with_skids(m.get("skid_buffers", True))
-            .with_deep(m.get("deep_mvu", False)), ir, weights, m)
+            .with_deep(m.get("deep_mvu", False)).with_spram(m.get("spram_blocks", 0))
+            .with_decision_skids(m.get("decision_skid_buffers", False)), ir, weights, m)
 
 
 def load_design(run: Path, which: str = "early_exit", taps: bool = False):

@@ -84,6 +84,15 @@ class HwGraph:
     #: per board by compile (`exitgate.boards.profiles.BoardProfile.deep_mvu`): more latency and
     #: flip-flops, shorter paths
     deep: bool = False
+    #: iCE40UP5K SPRAM blocks the decision units may keep their logits in (`ExitDecision`
+    #: ``store="ram"``; `exitgate.compiler.codegen.logit_ram`), from the board's budget: 0 where
+    #: the device has none
+    spram: int = 0
+    #: a SkidBuffer after each decision unit even without the others (``skids=False``): its
+    #: result payload is narrow, and its ``ready`` would otherwise run from the exit merge
+    #: through the unit's divider enables into the next exit's (Fmax); compile sets it where
+    #: the other skid buffers do not fit but these do
+    decision_skids: bool = False
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -107,6 +116,12 @@ class HwGraph:
 
     def with_deep(self, deep: bool) -> "HwGraph":
         return replace(self, deep=bool(deep))
+
+    def with_spram(self, blocks: int) -> "HwGraph":
+        return replace(self, spram=int(blocks))
+
+    def with_decision_skids(self, on: bool) -> "HwGraph":
+        return replace(self, decision_skids=bool(on))
 
     def with_folds(self, folds: dict[str, Fold]) -> "HwGraph":
         return replace(self, stages=tuple(replace(s, fold=folds.get(s.name, s.fold))

@@ -23,7 +23,7 @@ import numpy as np
 from ..hw.cond_buffer import cond_buffer_latency
 from ..hw.plumbing import SKID_LATENCY
 from ..hw.stream import beats_of
-from .codegen import build_blocks, decision_unit
+from .codegen import build_blocks, decision_unit, logit_ram
 from .graph import HwGraph
 
 __all__ = ["StageTiming", "stage_timings", "level_times", "analytic_throughput",
@@ -44,13 +44,15 @@ class StageTiming:
 _DECISION_TIMINGS: dict = {}
 
 
-def _decision_timing(stage, logits_blk) -> tuple[int, int]:
-    """(initiation interval, latency) of a decision stage's unit fed by ``logits_blk``. They
-    depend only on the exit's decision spec, the logit width and the producer's pace, so they
-    are memoised on those (the folding search asks thousands of times)."""
-    key = (repr(stage.params["decision"]), logits_blk.acc_width, logits_blk.cycles_per_sample)
+def _decision_timing(stage, logits_blk, ram: bool = False) -> tuple[int, int]:
+    """(initiation interval, latency) of a decision stage's unit fed by ``logits_blk`` (``ram``:
+    `exitgate.compiler.codegen.logit_ram` of the design). They depend only on the exit's
+    decision spec, the logit width, the producer's pace and ``ram``, so they are memoised on
+    those (the folding search asks thousands of times)."""
+    key = (repr(stage.params["decision"]), logits_blk.acc_width, logits_blk.cycles_per_sample,
+           ram)
     if key not in _DECISION_TIMINGS:
-        d = decision_unit(stage, logits_blk, id_width=8, threshold=1, mode=0)
+        d = decision_unit(stage, logits_blk, id_width=8, threshold=1, mode=0, ram=ram)
         d._MustUse__silence = True
         _DECISION_TIMINGS[key] = d.initiation_interval, d.latency
     return _DECISION_TIMINGS[key]
@@ -63,7 +65,7 @@ def stage_timings(graph: HwGraph, weights: dict) -> list[StageTiming]:
     out = []
     for st in graph.stages:
         if st.kind == "decision":
-            ii, lat = _decision_timing(st, blocks[st.src])
+            ii, lat = _decision_timing(st, blocks[st.src], _logit_ram(graph, blocks))
             out.append(StageTiming(st.name, st.kind, st.level, ii, lat))
             continue
         blk = blocks[st.name]
@@ -202,4 +204,14 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
         first = first + int(blk.latency) + skid
         last = last + tail + skid
     # and the decision unit, with the skid buffers before (after the id tagger) and after it
-    return int(last + fork_skid(d) + skid + _decision_timing(d, blocks[d.src])[1] + skid)
+    # (the one after it also where only the decision units have them: `HwGraph.decision_skids`)
+    dskid = SKID_LATENCY if graph.skids or graph.decision_skids else 0
+    return int(last + fork_skid(d) + skid
+               + _decision_timing(d, blocks[d.src], _logit_ram(graph, blocks))[1] + dskid)
+
+
+def _logit_ram(graph: HwGraph, blocks) -> bool:
+    """`exitgate.compiler.codegen.logit_ram` of ``graph`` (its decision units' logit widths from
+    their producers' ``blocks``)."""
+    return logit_ram(graph, [blocks[s.src].acc_width for s in graph.stages
+                             if s.kind == "decision"])

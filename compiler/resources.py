@@ -346,6 +346,13 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
               + pe * out_bits + 3 + 2 * _rw(depth - 1) + _rw(depth) + 1 + _rw(depth + 1)
               + 1 + 2)
         x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth) + _rw(depth + 1))
+    else:
+        # the spare registers behind the output register (results wait there, the pipeline
+        # never stalls), their count and the credit counter with its registered flag
+        depth = mvu_fifo_depth(simd, sf, False)
+        x.add("regs", (depth - 1) * (pe * out_bits + 2) + _rw(depth) + _rw(depth + 1) + 1)
+        x.add("mux_bits", (depth - 1) * (pe * out_bits + 2))
+        x.add("counter_bits", _rw(depth) + _rw(depth + 1))
     if out_lanes < pe:
         x.add("mux_bits", pe * out_bits)
         x.add("regs", _rw(pe // out_lanes))
@@ -424,16 +431,21 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
         # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
         # after the serial divider (the final exit's mode is constant: no compare).
-        # the "single" store keeps one copy of the logits and of z_max (ExitDecision store)
-        copies = 1 if p.get("store", "double") == "single" else 2
+        # the "single" store keeps one copy of the logits and of z_max (ExitDecision store);
+        # "ram" keeps that copy in SPRAM (the read-data flags rv2, rlast2 instead of its
+        # C x W flip-flops, an address mux instead of the shift register's input)
+        store = p.get("store", "double")
+        copies = 1 if store in ("single", "ram") else 2
+        ram = store == "ram"
         # the max and, per copy, the max with the index's rounding term (one bit wider) and
         # (``bound``, deep boards) the index's saturation bound (two bits wider)
         bound = p.get("bound", False)
         x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw
               + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6  # the pipelined sum stage
-              + (cl if copies == 2 else 0))     # "double": the collect store's one-hot slot
-        x.add("mux_bits", (cl * wd if copies == 2 else wd) + 2 * sb)
+              + (cl if copies == 2 else 0)      # "double": the collect store's one-hot slot
+              - (cl * wd - 2 if ram else 0))
+        x.add("mux_bits", (cl * wd if copies == 2 else _rw(cl) if ram else wd) + 2 * sb)
         x.add("cmp_bits", (2 + bound) * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
@@ -506,7 +518,7 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
             out_bits (acc_width for logits), out_lanes, deep (optional), soft (optional)
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
-            mode, its threshold compare is optimised away), store ("double" | "single"),
+            mode, its threshold compare is optimised away), store ("double" | "single" | "ram"),
             bound (optional, default False: the saturation-bound register, `HwGraph.deep`)
     cond_buffer  width (payload bits), beats_per_sample, depth, out_reg (default False)
     skid width (payload bits);  fork n;  id_fifo width, depth;  merge n, width (result bits);
@@ -581,7 +593,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                   id_width: int = 8) -> list[tuple[str, str, dict]]:
     """The blocks of ``Accelerator(graph, weights, ..., buffer_depth, id_width)`` as
     (name, kind, `estimate_block` parameters), in the order `Accelerator.elaborate` makes them."""
-    from .codegen import analysis_block, decision_store, output_format
+    from .codegen import analysis_block, decision_store, logit_ram, output_format
     out = []
     fmt = {None: (1, graph.input_bits, False)}
 
@@ -612,6 +624,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
                 out.extend((f"skid_fork_{src}_{k}", "skid", {"width": beat_bits(src)})
                            for k in range(len(users)))
     spec0 = None
+    ram = logit_ram(graph, [acc[st.src] for st in graph.stages if st.kind == "decision"])
     for st in graph.stages:
         if st.kind != "decision":
             continue
@@ -620,8 +633,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         out.append((f"decision{st.exit}", "decision",
                     {"spec": spec, "logit_width": acc[st.src], "id_width": id_width,
                      "final": st.exit == graph.exits - 1,
-                     "store": decision_store(spec, cycles[st.src]), "bound": graph.deep}))
-        if graph.skids:     # after the decision unit: its result payload
+                     "store": decision_store(spec, cycles[st.src], ram), "bound": graph.deep}))
+        if graph.skids or graph.decision_skids:     # after the decision unit: its result
             out.append((f"skid_d{st.exit}", "skid",
                         {"width": decision_layout(id_width, graph.classes,
                                                   spec.threshold_bits).size}))

@@ -66,12 +66,21 @@ Initiation interval ``max(2 * C - 1, B + 2)`` cycles per sample; latency ``C + B
 the acceptance of a sample's last logit to its result being valid (no stalls). At most three
 samples are in flight, as with ``"double"``: one being divided, one whose sum is completing (or
 waiting for the divider) and one being collected.
+
+``"ram"`` is ``"single"`` with the one store in a memory of ``C`` words with a single port, on
+iCE40 the UP5K's SPRAM (`spram_blocks` SB_SPRAM256KA side by side; elsewhere, and in simulation,
+an amaranth ``Memory``): no ``C * W`` logit flip-flops at all. Logit ``j`` is written into word
+``j``; the sum stage reads one word a cycle and registers the LUT index from the read data a cycle
+later. Reads and writes never share a cycle: ``i.ready`` rises on the cycle after the sample's
+last read (one cycle later than ``"single"``). Initiation interval ``max(2 * C, B + 2)``;
+latency ``C + B + 5``. The compiler uses it where the board has SPRAM for every unit's store
+(`exitgate.compiler.codegen.logit_ram`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -80,9 +89,22 @@ from ..numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec, de
 from .counters import flagged_counter
 from .stream import activation_signature
 
-__all__ = ["ExitDecision", "decision_layout", "decision_model", "STORES"]
+__all__ = ["ExitDecision", "decision_layout", "decision_model", "STORES", "spram_blocks"]
 
-STORES = ("double", "single")
+STORES = ("double", "single", "ram")
+
+
+def spram_blocks(logit_width: int) -> int:
+    """iCE40UP5K SPRAM blocks (16-bit words) the ``"ram"`` logit store of ``logit_width``-bit
+    logits takes on iCE40."""
+    return -(-logit_width // 16)
+
+
+def _has_spram(platform) -> bool:
+    """An iCE40 UltraPlus platform (amaranth's ``LatticePlatform``: family "iCE40", device
+    "iCE40UP..."), whose SPRAM the ``"ram"`` store uses."""
+    return (str(getattr(platform, "family", "")).lower() == "ice40"
+            and str(getattr(platform, "device", "")).upper().startswith("ICE40UP"))
 
 
 def _cls_width(classes: int) -> int:
@@ -139,7 +161,7 @@ class ExitDecision(wiring.Component):
         if mode not in (MODE_THRESHOLD, MODE_NEVER, MODE_ALWAYS) or isinstance(mode, bool):
             raise ValueError(f"mode must be 0 (threshold), 1 (never) or 2 (always), got {mode!r}")
         if not isinstance(store, str) or store not in STORES:
-            raise ValueError(f"store must be 'double' or 'single', got {store!r}")
+            raise ValueError(f"store must be 'double', 'single' or 'ram', got {store!r}")
         self.spec = spec
         self.store = store
         self.bound = bool(bound)
@@ -160,6 +182,8 @@ class ExitDecision(wiring.Component):
     @property
     def initiation_interval(self) -> int:
         """Cycles per sample in steady state (input always valid, output always ready)."""
+        if self.store == "ram":
+            return max(2 * self.spec.classes, self.spec.threshold_bits + 2)
         if self.store == "single":
             return max(2 * self.spec.classes - 1, self.spec.threshold_bits + 2)
         return max(self.spec.classes + 2, self.spec.threshold_bits + 2)
@@ -167,6 +191,8 @@ class ExitDecision(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the acceptance of a sample's last logit to its result being valid."""
+        if self.store == "ram":
+            return self.spec.classes + self.spec.threshold_bits + 5
         if self.store == "single":
             return self.spec.classes + self.spec.threshold_bits + 4
         return self.spec.classes + self.spec.threshold_bits + 5
@@ -212,7 +238,8 @@ class ExitDecision(wiring.Component):
         spec = self.spec
         C, W, B, E = spec.classes, self.logit_width, spec.threshold_bits, spec.exp_bits
         cw = _cls_width(C)
-        single = self.store == "single"
+        ram = self.store == "ram"
+        single = self.store in ("single", "ram")    # one copy of the logits
 
         t_reg = Signal(B + 1, init=self.threshold_init)
         mode_reg = Signal(2, init=self.mode_init)
@@ -222,7 +249,7 @@ class ExitDecision(wiring.Component):
             m.d.sync += mode_reg.eq(self.mode)
 
         # Stage 1: collect one sample's logits in a shift register, with running max and argmax.
-        z1 = [Signal(signed(W), name=f"z1_{j}") for j in range(C)]
+        z1 = [] if ram else [Signal(signed(W), name=f"z1_{j}") for j in range(C)]
         zmax1, arg1 = Signal(signed(W)), Signal(cw)
         half = self._half()
         hshape = signed(max(W, half.bit_length() + 1) + 1)
@@ -289,7 +316,45 @@ class ExitDecision(wiring.Component):
 
         # --- stage 1
         logit = self.i.payload.data[0]
-        if single:
+        if ram:
+            # The store is a memory of C words with one port (an iCE40UP5K's SPRAM): logit j
+            # is written into word j (the count), and stage 2 reads word j2 on each issue;
+            # never both on one cycle: i.ready (registered) falls after the sample's last
+            # logit and rises only after its last read, so the next sample's first logit is
+            # accepted on the cycle after that read at the earliest.
+            ready1 = Signal(init=1)
+            m.d.comb += self.i.ready.eq(ready1)
+            with m.If(self.i.valid & ready1 & last1):
+                m.d.sync += ready1.eq(0)                    # full
+            with m.If(issue2 & (j2 == C - 1)):
+                m.d.sync += ready1.eq(1)
+            zaddr, we = Signal(range(C)), Signal()
+            zread = Signal(signed(W))       # the word read on the cycle before
+            m.d.comb += [zaddr.eq(Mux(issue2, j2, cnt1)), we.eq(self.i.valid & ready1)]
+            if _has_spram(platform):
+                # SB_SPRAM256KA (16 bits a block, as many side by side as W needs): an
+                # amaranth Memory always has an initial value, which an SPRAM cannot take, so
+                # yosys would not map one there. DATAOUT is registered and holds while the
+                # block is not selected; a write leaves it undefined, and no read data is used
+                # after a write before the next read.
+                blocks = spram_blocks(W)
+                data, din, addr14 = Signal(16 * blocks), Signal(16 * blocks), Signal(14)
+                m.d.comb += [din.eq(logit.as_unsigned()), addr14.eq(zaddr),
+                             zread.eq(data[:W].as_signed())]
+                for b in range(blocks):
+                    m.submodules[f"zmem{b}"] = Instance(
+                        "SB_SPRAM256KA", i_ADDRESS=addr14, i_DATAIN=din[16 * b:16 * (b + 1)],
+                        i_MASKWREN=Const(0b1111, 4), i_WREN=we, i_CHIPSELECT=we | issue2,
+                        i_CLOCK=ClockSignal("sync"), i_STANDBY=Const(0, 1),
+                        i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1),
+                        o_DATAOUT=data[16 * b:16 * (b + 1)])
+            else:
+                m.submodules.zmem = zmem = Memory(shape=signed(W), depth=C, init=[])
+                wr = zmem.write_port()
+                rd = zmem.read_port(domain="sync")
+                m.d.comb += [wr.addr.eq(zaddr), wr.data.eq(logit), wr.en.eq(we),
+                             rd.addr.eq(zaddr), rd.en.eq(issue2), zread.eq(rd.data)]
+        elif single:
             # The store takes the next sample's first logit on the cycle its last is issued
             # (C >= 2: never on the cycle stage 2 takes the sample, never while it is full):
             # i.ready is Mux(issuing2, j2 == C - 1, ~full1), registered (Fmax: it gates the
@@ -350,20 +415,34 @@ class ExitDecision(wiring.Component):
         m.submodules.lut = lut
         # an asynchronous ROM (logic, not block RAM) read into a register: e2 is LUT[k2] a cycle
         # later
-        rd = lut.read_port(domain="comb")
+        lrd = lut.read_port(domain="comb")
         e2 = Signal(E + 1)
-        m.d.comb += rd.addr.eq(k2)
+        m.d.comb += lrd.addr.eq(k2)
         s_next = acc2 + e2
+        if ram:
+            # the memory's read takes a cycle: the logit issued last cycle is read out now (rv2),
+            # and its LUT index is registered from the read data
+            rv2, rlast2 = Signal(), Signal()
+            iv2, ilast2 = rv2, rlast2
+        else:
+            iv2, ilast2 = issue2, issue2 & (j2 == C - 1)
         with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
-            m.d.sync += [kv2.eq(issue2), klast2.eq(issue2 & (j2 == C - 1)),
-                         ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(rd.data)]
+            m.d.sync += [kv2.eq(iv2), klast2.eq(ilast2),
+                         ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(lrd.data)]
+            if ram:
+                m.d.sync += [rv2.eq(issue2), rlast2.eq(issue2 & (j2 == C - 1))]
             with m.If(ev2):
                 m.d.sync += acc2.eq(s_next)
         # an issue never waits for stage 3: while the sum waits (last2 & ~s3_free) the sample's
         # logits have all been issued and no next sample is taken (s2_free is low), so issue2
         # is low; outside the wait above, the index register's enable is issue2 alone (Fmax)
+        if ram:
+            with m.If(rv2):
+                m.d.sync += k2.eq(self._index(zmaxh2, zmaxc2, zread))
         with m.If(issue2):
-            m.d.sync += [k2.eq(self._index(zmaxh2, zmaxc2, z2[0])), j2.eq(j2 + 1)]
+            m.d.sync += j2.eq(j2 + 1)
+            if not ram:
+                m.d.sync += k2.eq(self._index(zmaxh2, zmaxc2, z2[0]))
             if not single:      # (single: stage 1 shifts the store)
                 m.d.sync += [z2[j].eq(z2[j + 1]) for j in range(C - 1)]
             with m.If(j2 == C - 1):
@@ -396,14 +475,26 @@ class ExitDecision(wiring.Component):
         with m.Elif(busy3):
             m.d.sync += [q3.eq(q_next), rem3.eq(Mux(ge, trial, r2)), n3.eq(n3 + 1),
                          last3.eq(n3 == B - 1)]
+            if B >= 1:
+                # the threshold test on all four outcomes of the last two quotient bits,
+                # registered on every step from q3 alone (pass3[g][b]: the test of the quotient
+                # q3 : g : b), so that on the last step the test is two choices among registers
+                # after the subtractor, by the bit it has just decided (``ge``) and the one
+                # before (q3[0]). (Fmax: with the two compares of the last bit's outcomes
+                # beside the subtractor, yosys' opt_share merged them into one compare behind
+                # a mux on ``ge``, two carry chains in series: the iCE40 critical path.)
+                pass3 = [[Signal(name=f"pass3_{g}{b}") for b in (0, 1)] for g in (0, 1)]
+                m.d.sync += [pass3[g][b].eq(self._exit_rule(t3, (((q3 << 1) | g) << 1) | b))
+                             for g in (0, 1) for b in (0, 1)]
+                outcome = [Mux(q3[0], pass3[1][b], pass3[0][b]) for b in (0, 1)]
+            else:
+                outcome = [self._exit_rule(t3, (q3 << 1) | b) for b in (0, 1)]
             with m.If(last3):
-                # the threshold test on both outcomes of the last quotient bit, in parallel
-                # with the subtractor that decides it, and the mode folded in beside them
-                # (Fmax: only the choice by ``ge`` follows the subtractor)
+                # the mode folded in beside the test (only the choice by ``ge`` follows the
+                # subtractor)
                 m.d.sync += [busy3.eq(0), valid3.eq(1),
-                             exit3.eq(Mux(ge, Mux(thr3, self._exit_rule(t3, (q3 << 1) | 1),
-                                                  fixed3),
-                                          Mux(thr3, self._exit_rule(t3, q3 << 1), fixed3)))]
+                             exit3.eq(Mux(ge, Mux(thr3, outcome[1], fixed3),
+                                          Mux(thr3, outcome[0], fixed3)))]
         with m.Elif(valid3 & self.o.ready):
             m.d.sync += valid3.eq(0)
 

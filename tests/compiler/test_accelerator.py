@@ -7,7 +7,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from exitgate.compiler.codegen import Accelerator, decision_unit
+from exitgate.compiler.codegen import Accelerator, decision_unit, logit_ram
 from exitgate.compiler.graph import Fold, lower
 from exitgate.compiler.perf import path_latency
 from exitgate.numerics import MODE_NEVER
@@ -102,17 +102,19 @@ def test_runtime_mode_write_sends_everything_to_the_final_exit(design, digits):
     assert all(r["exit"] == 1 for r in results if r["id"] >= 4)
 
 
-def test_area_folding_uses_frame_convs_and_single_store_decisions(trained_run, digits):
+def test_area_folding_uses_frame_convs_and_spram_decisions(trained_run, digits):
     """At SIMD 1 (small boards) both convs are `FrameConv2dStage`s and, with logits produced
-    slower than one per two cycles, both decision units keep a single logit store; no skid
-    buffers: the whole accelerator still matches the integer reference sample by sample, under
-    back-pressure, and its unloaded latency is the model's."""
+    slower than one per two cycles, both decision units keep a single logit store, here in
+    SPRAM ("ram") as on the iCE40UP5K; no skid buffers but the decision units': the whole
+    accelerator still matches the integer reference sample by sample, under back-pressure,
+    and its unloaded latency is the model's."""
     from exitgate.hw.conv_frame import FrameConv2dStage
     out, _ = trained_run
     ir, weights = load_ir(out)
     graph = lower(ir, weights).with_folds(
         {"s0": Fold(16, 1), "s2": Fold(1, 16), "s3": Fold(16, 1), "s5": Fold(1, 8)}
-    ).with_skids(False)     # as compile builds it when skid buffers do not fit
+    ).with_skids(False).with_spram(4).with_decision_skids(True)   # as compile builds it
+    # for the iCEBreaker (skid buffers do not fit, those after the decision units do)
     T = 0.9
     acc = Accelerator(graph, weights, [ir.exits[0].decision.threshold_register(T)],
                       buffer_depth=2, id_width=4)
@@ -131,6 +133,8 @@ def test_area_folding_uses_frame_convs_and_single_store_decisions(trained_run, d
     predicted = path_latency(graph, weights, first["exit"])
     assert abs(predicted / first["cycle"] - 1) < 0.05, (predicted, first)
     for d in (s for s in graph.stages if s.kind == "decision"):   # what Accelerator builds
-        unit = decision_unit(d, acc.blocks[d.src], id_width=4, threshold=1, mode=0)
+        assert logit_ram(graph, [acc.blocks[s.src].acc_width for s in graph.stages
+                                 if s.kind == "decision"])
+        unit = decision_unit(d, acc.blocks[d.src], id_width=4, threshold=1, mode=0, ram=True)
         unit._MustUse__silence = True
-        assert unit.store == "single"
+        assert unit.store == "ram"

