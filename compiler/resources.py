@@ -444,9 +444,14 @@ def block_features(kind: str, family: str, **p) -> _Features:
               + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6  # the pipelined sum stage
               + (cl if copies == 2 else 0)      # "double": the collect store's one-hot slot
-              - (cl * wd - 2 if ram else 0))
+              - (cl * wd - 2 if ram else 0)
+              # the threshold test's four registered outcomes (not in the final exit's unit,
+              # whose mode is constant)
+              + (0 if p.get("final", False) else 4))
         x.add("mux_bits", (cl * wd if copies == 2 else _rw(cl) if ram else wd) + 2 * sb)
-        x.add("cmp_bits", (2 + bound) * wd + 3 * sb + (0 if p.get("final", False) else b + 1))
+        # ... and their four compares of the threshold with a quotient two bits longer
+        x.add("cmp_bits", (2 + bound) * wd + 3 * sb
+              + (0 if p.get("final", False) else 4 * (b + 1)))
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
@@ -669,8 +674,12 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
 #: cells of their own. Measured on nextpnr-ice40 packings of two digits designs in the UART
 #: harness (exitgate build, synth_ice40 -dsp, yowasp 0.5x): 4765 cells for 2333 LUT + 3125 FF
 #: (baseline, smallest folding), 5261 for 2977 + 2985 (early exit, a wider folding), i.e. 0.78
-#: and 0.77 of the FFs unpaired. An estimate from two designs, not a fit.
-ICE40_UNPAIRED_FF = 0.77
+#: and 0.77 of the FFs unpaired. Measured again once the decision units' logits had left their
+#: flip-flops for SPRAM (those shift registers were the largest group of FFs fed by FFs; yowasp
+#: yosys 0.70, nextpnr 0.11): 4152 cells for 2727 LUT + 2222 FF (digits early exit), 3676 for
+#: 2000 + 2324 (its baseline), i.e. 0.64 and 0.72; the larger is taken. An estimate from the
+#: designs measured, not a fit.
+ICE40_UNPAIRED_FF = 0.72
 
 #: The UART harness `exitgate build` wraps every design in (`exitgate.boards.harness`): receive
 #: FIFO, UART, result framer, threshold copies, the registered ctrl write, the pixel and result

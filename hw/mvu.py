@@ -307,14 +307,11 @@ class MatrixVectorUnit(wiring.Component):
             init=[_pack(b, self.bias_width) for b in self.bias.reshape(nf_max, pe)])
         w_rd, b_rd = wrom.read_port(), brom.read_port()
 
-        # Stage enables: a stage takes a new item when it is empty or its item moves on. s1 moves
-        # on unless it holds a pass's last chunk and s2 is blocked, so accumulation continues
-        # while the output is stalled. Deep: nothing stalls (constant enables); the issue of a
-        # pass's last chunk waits for a credit instead.
+        # Stage enables: none. Nothing stalls: the pipeline moves on every cycle (a shallow
+        # MVU's data registers load when the stage before holds a chunk, `register`), and a
+        # pass's last chunk is issued only while a result can be held for it (credits).
         s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
         s2_valid = Signal()
-        # nothing stalls: the pipeline moves on every cycle, and a pass's last chunk is issued
-        # only while a result can be held for it (credits)
         en_2 = en_1 = Const(1, 1)
         step = Signal()
         m.d.comb += step.eq(i.valid & i.ready)
