@@ -143,8 +143,9 @@ class ExitDecision(wiring.Component):
     spec: `DecisionSpec` (classes, f, g, E, B and the LUT). logit_width: bits of a signed logit
     (2..32). id_width: bits of the sample id (1..32). threshold: initial threshold register value
     t (1..2**B). mode: initial mode (0 threshold, 1 never, 2 always). store: ``"double"`` (two
-    logit stores, collect overlaps sum) or ``"single"`` (one store, smaller, slower; see the
-    module docstring).
+    logit stores, collect overlaps sum), ``"single"`` (one store, smaller, slower) or ``"ram"``
+    (that one store in a one-port memory: SPRAM on an iCE40 UltraPlus); see the module
+    docstring.
     """
 
     def __init__(self, spec, *, logit_width: int, id_width: int, threshold: int,
