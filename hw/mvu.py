@@ -312,7 +312,7 @@ class MatrixVectorUnit(wiring.Component):
         # pass's last chunk is issued only while a result can be held for it (credits).
         s1_valid, s1_sf_first, s1_sf_last = Signal(), Signal(), Signal()
         s2_valid = Signal()
-        en_2 = en_1 = Const(1, 1)
+        always = Const(1, 1)        # the deep pipeline's (and its DSPs') enable
         step = Signal()
         m.d.comb += step.eq(i.valid & i.ready)
         # the ROMs are read only for a chunk (the pipeline moves on every cycle)
@@ -336,12 +336,11 @@ class MatrixVectorUnit(wiring.Component):
 
         s1_first, s1_last = Signal(), Signal()
         s1_chunk = Signal(simd * self.in_width)
-        with m.If(en_1):
-            m.d.sync += [s1_valid.eq(step), s1_sf_first.eq(sf_first),
-                         s1_sf_last.eq(sf_last), s1_first.eq(cur_first),
-                         s1_last.eq(i.payload.last), s1_chunk.eq(i.payload.data)]
+        m.d.sync += [s1_valid.eq(step), s1_sf_first.eq(sf_first),
+                     s1_sf_last.eq(sf_last), s1_first.eq(cur_first),
+                     s1_last.eq(i.payload.last), s1_chunk.eq(i.payload.data)]
 
-        # Front pipeline, moving as one on en_1: s1 (chunk, ROM words) -> operand registers ->
+        # Front pipeline, moving on every cycle: s1 (chunk, ROM words) -> operand registers ->
         # product registers -> adder-tree registers (after every two adder levels) -> the
         # accumulator. The flags and the bias (added to a pass's first chunk) ride along.
         def register(values, flags, name):
@@ -358,7 +357,7 @@ class MatrixVectorUnit(wiring.Component):
             # with their holds (with no enable at all it took the adder tree's first adder
             # into the SB_MAC16 as well, and a gate-level simulation of that netlist with
             # yosys' own SB_MAC16 model did not match: tests/hw/test_mvu_dsp.py)
-            with m.If(en_1 if deep else flags[0]):
+            with m.If(always if deep else flags[0]):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
             return regs, nflags
 
@@ -390,7 +389,8 @@ class MatrixVectorUnit(wiring.Component):
             bias = regs[-pe:]
             soft_terms = [soft(k, sw[k], sx[k % simd]) for k in range(n_soft)]
             regs, flags = register(soft_terms + bias, flags, "prod")
-            terms = regs[:n_soft] + [self._ecp5_mult(m, ws[k], xs[k % simd], en_1, f"prod{k}")
+            terms = regs[:n_soft] + [self._ecp5_mult(m, ws[k], xs[k % simd], always,
+                                                      f"prod{k}")
                                      for k in range(n_soft, pe * simd)]
             bias = regs[-pe:]
         else:
@@ -437,13 +437,11 @@ class MatrixVectorUnit(wiring.Component):
         s2_first, s2_last = Signal(), Signal()
         for p in range(pe):
             total = Mux(f_sf_first, bias[p], acc[p]) + dots[p]
-            with m.If(en_1 & f_valid):
+            with m.If(f_valid):
                 m.d.sync += acc[p].eq(total)
-            with m.If(en_2):
-                m.d.sync += s2_acc[p].eq(total)
-        with m.If(en_2):
-            m.d.sync += [s2_valid.eq(f_valid & f_sf_last), s2_first.eq(f_first),
-                         s2_last.eq(f_last)]
+            m.d.sync += s2_acc[p].eq(total)
+        m.d.sync += [s2_valid.eq(f_valid & f_sf_last), s2_first.eq(f_first),
+                     s2_last.eq(f_last)]
 
         # Output register: requantise (or pass the accumulators).
         values = [s2_acc[p] if self.shift is None else requantise_value(
