@@ -258,7 +258,7 @@ class Accelerator(wiring.Component):
         stage_out = {}
         for name, blk in self.blocks.items():
             m.submodules[name] = blk
-            stage_out[name] = self._skid(m, f"skid_{name}", blk.o)
+            stage_out[name] = self._skid(m, f"skid_{name}", blk.o, g.skid_after(g.stage(name)))
         # forks where a stage feeds several consumers
         taps: dict[tuple, object] = {}
         for src in [None] + [s.name for s in g.stages]:
@@ -278,7 +278,7 @@ class Accelerator(wiring.Component):
                 # fork into the other's write side (the conditional buffer's counters)
                 for k, u in enumerate(users):
                     taps[(src, u.name)] = self._skid(m, f"skid_fork_{src}_{k}",
-                                                     getattr(fork, f"o{k}"))
+                                                     getattr(fork, f"o{k}"), g.fork_skids(src))
         events: dict[tuple[str, str], object] = {}  # (unit, counter) -> 1-bit event
 
         def fire(s):
@@ -350,7 +350,10 @@ class Accelerator(wiring.Component):
                                        depth=self.buffer_depth, out_reg=g.deep)
                 m.submodules[f"cbuf{k}"] = cb
                 wiring.connect(m, src_stream, cb.i)
-                wiring.connect(m, routers[k].buffer, cb.decision)
+                # the decision through a skid buffer of its own (one bit: the router's done
+                # flags and the decision's valid do not reach the buffer's slot enables; Fmax)
+                wiring.connect(m, self._skid(m, f"skid_dec{k}", routers[k].buffer, True),
+                               cb.decision)
                 # and out through a skid buffer: the level's first stage's ready does not run
                 # into the buffer's read side (slot, address and beat counters)
                 src_stream = self._skid(m, f"skid_cbuf{k}", cb.o)

@@ -111,6 +111,21 @@ class HwGraph:
         k = self.stage(stage.src).level
         return k if stage.level > k else None
 
+    def skid_after(self, stage: Stage) -> bool:
+        """Whether a SkidBuffer follows ``stage``'s output (codegen ``skid_<name>``): after every
+        stage with ``skids``, and after a pool stage with one consumer always (with several,
+        `fork_skids`). A pool's beat is narrow (a few flip-flops a buffer), and without one its
+        consumers' ``ready`` ran through the pool's enables into its counters and on into the
+        stage before (Fmax: on the iCE40UP5K, where the other skid buffers do not fit)."""
+        return self.skids or (stage.kind == "pool" and len(self.consumers(stage.name)) == 1)
+
+    def fork_skids(self, src: str | None) -> bool:
+        """Whether each output of the fork after ``src`` (a source with several consumers; None:
+        the pixel input) goes through a SkidBuffer (codegen ``skid_fork_<src>_<k>``): with
+        ``skids``, and after a pool always (see `skid_after`: the fork's ``ready`` is then an
+        AND of registers)."""
+        return self.skids or (src is not None and self.stage(src).kind == "pool")
+
     def with_skids(self, skids: bool) -> "HwGraph":
         return replace(self, skids=bool(skids))
 

@@ -182,10 +182,11 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
     pixels = int(np.prod(graph.input_shape))
     first, last = 0, pixels - 1          # of the stream feeding the next stage
     decided = {}
-    skid = SKID_LATENCY if graph.skids else 0    # the skid buffer after every stage
+    skid = SKID_LATENCY if graph.skids else 0    # after forks, conditional buffers, taggers
 
     def fork_skid(st):      # and after each output of a fork (a source with several consumers)
-        return skid if len(graph.consumers(st.src)) > 1 else 0
+        return SKID_LATENCY if len(graph.consumers(st.src)) > 1 and graph.fork_skids(st.src) \
+            else 0
 
     for st in path:
         first, last = first + fork_skid(st), last + fork_skid(st)
@@ -195,14 +196,16 @@ def path_latency(graph: HwGraph, weights: dict, exit_index: int) -> int:
                 decided[k] = path_latency(graph, weights, k)
             # cut-through once the decision is known (deep boards: with the read-data
             # register), and the skid buffer after the buffer
+            # (the decision reaches the buffer through a skid buffer of its own: + 1)
             cbuf = cond_buffer_latency(out_reg=graph.deep)
-            last = max(last, decided[k]) + cbuf + skid
-            first = max(first, decided[k]) + cbuf + skid
+            last = max(last, decided[k] + SKID_LATENCY) + cbuf + skid
+            first = max(first, decided[k] + SKID_LATENCY) + cbuf + skid
         blk = blocks[st.name]
         in_cycles, tail = blk.sample_edges
         last = max(last, first + in_cycles)
-        first = first + int(blk.latency) + skid
-        last = last + tail + skid
+        after = SKID_LATENCY if graph.skid_after(st) else 0     # its skid buffer, if any
+        first = first + int(blk.latency) + after
+        last = last + tail + after
     # and the decision unit, with the skid buffers before (after the id tagger) and after it
     # (the one after it also where only the decision units have them: `HwGraph.decision_skids`)
     dskid = SKID_LATENCY if graph.skids or graph.decision_skids else 0

@@ -312,8 +312,9 @@ def _skid_features(x: _Features, width: int) -> None:
 
 
 def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bits, out_lanes,
-                  deep=False, soft=0):
-    """``soft``: PE rows with their products in logic (True: all ``pe``; `Fold.soft`)."""
+                  deep=False, soft=0, requant=True):
+    """``soft``: PE rows with their products in logic (True: all ``pe``; `Fold.soft`).
+    ``requant``: False for raw accumulators (logits), which have no requantiser."""
     nf, sf = rows // pe, n // simd
     soft = soft_rows(soft, pe)
     wmap = x.memory(nf * sf, pe * simd * wb, rom=True)
@@ -349,8 +350,10 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
     else:
         # the spare registers behind the output register (results wait there, the pipeline
         # never stalls), their count and the credit counter with its registered flag
-        depth = mvu_fifo_depth(simd, sf, False)
+        depth = mvu_fifo_depth(simd, sf, False, requant)
         x.add("regs", (depth - 1) * (pe * out_bits + 2) + _rw(depth) + _rw(depth + 1) + 1)
+        if requant:     # the requantiser's first stage (`requantise_split`) and its flags
+            x.add("regs", pe * (out_bits + 3) + 3)
         x.add("mux_bits", (depth - 1) * (pe * out_bits + 2))
         x.add("counter_bits", _rw(depth) + _rw(depth + 1))
     if out_lanes < pe:
@@ -406,7 +409,8 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("mux_bits", simd * ib)
         x.add("counter_bits", 2 * _rw(sf) + _rw(p["cout"] // pe))
         _mvu_features(x, p["cout"], n, pe, simd, ib, wb, p["acc_width"], p["bias_width"],
-                      p["out_bits"], p["out_lanes"], p.get("deep", False), p.get("soft", 0))
+                      p["out_bits"], p["out_lanes"], p.get("deep", False), p.get("soft", 0),
+                      not p.get("raw", False))
     elif kind == "pool":
         c, h, w = p["shape"]
         lanes, bits = p["lanes"], p["bits"]
@@ -429,29 +433,33 @@ def block_features(kind: str, family: str, **p) -> _Features:
         sb = spec.sum_bits
         # the LUT ROM (``rom_style = "logic"``) is read into a register (e2, counted below)
         x.memory(spec.lut_size, spec.exp_bits + 1, rom=True, read_reg=False)
-        # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, a (B+1)-bit compare
-        # after the serial divider (the final exit's mode is constant: no compare).
+        # No multiplier: the exit test t * S <= 2**(E+B) is t <= confidence, compared a bit a
+        # step beside the serial divider (the final exit's mode is constant: no compare).
         # the "single" store keeps one copy of the logits and of z_max (ExitDecision store);
-        # "ram" keeps that copy in SPRAM (the read-data flags rv2, rlast2 instead of its
-        # C x W flip-flops, an address mux instead of the shift register's input)
+        # "ram" keeps that copy in SPRAM (an address mux instead of the shift register's
+        # input)
         store = p.get("store", "double")
         copies = 1 if store in ("single", "ram") else 2
         ram = store == "ram"
         # the max and, per copy, the max with the index's rounding term (one bit wider) and
         # (``bound``, deep boards) the index's saturation bound (two bits wider)
         bound = p.get("bound", False)
+        # (stage 1's max and argmax held twice, a candidate and a held register; not "ram":
+        # the rounded max and the bound too)
+        held = wd + _rw(cl) + (0 if ram else (wd + 1) + (wd + 2) * bound)
         x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw
               + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6  # the pipelined sum stage
               + (cl if copies == 2 else 0)      # "double": the collect store's one-hot slot
-              - (cl * wd - 2 if ram else 0)
-              # the threshold test's four registered outcomes (not in the final exit's unit,
+              # "ram": no logit flip-flops; the read data register and two valid flags more
+              - (cl * wd - wd - 4 if ram else 0)
+              # the bit-serial threshold test's two flags (not in the final exit's unit,
               # whose mode is constant)
-              + (0 if p.get("final", False) else 4))
-        x.add("mux_bits", (cl * wd if copies == 2 else _rw(cl) if ram else wd) + 2 * sb)
-        # ... and their four compares of the threshold with a quotient two bits longer
-        x.add("cmp_bits", (2 + bound) * wd + 3 * sb
-              + (0 if p.get("final", False) else 4 * (b + 1)))
+              + (0 if p.get("final", False) else 2)
+              # the held registers above and the new-max flag
+              + held + 1)
+        x.add("mux_bits", (cl * wd if copies == 2 else _rw(cl) if ram else wd) + 2 * sb + held)
+        x.add("cmp_bits", (2 + bound) * wd + 3 * sb)
     elif kind == "cond_buffer":
         width, bps, depth = p["width"], p["beats_per_sample"], p["depth"]
         total = bps * depth
@@ -477,7 +485,8 @@ def block_features(kind: str, family: str, **p) -> _Features:
         x.add("counter_bits", 2 * _rw(depth - 1) + _rw(depth))
     elif kind == "merge":
         n, width = p["n"], p["width"]
-        x.add("regs", width + _rw(n) + 1 + _rw(n))
+        # the output register and its valid, the last grant and the one-hot grant register
+        x.add("regs", width + _rw(n) + 1 + _rw(n) + n)
         x.add("mux_bits", n * width)
         x.add("arbiter_terms", n * n)
     elif kind == "skid":
@@ -520,7 +529,8 @@ def estimate_block(kind: str, family: str, *, model: dict | None = None, **param
             True: all)
     conv_frame  the same (in_lanes 1, simd 1): `FrameConv2dStage` (`codegen.conv_impl`)
     linear  shape, cout, in_bits, weight_bits, in_lanes, pe, simd, acc_width, bias_width,
-            out_bits (acc_width for logits), out_lanes, deep (optional), soft (optional)
+            out_bits (acc_width for logits), out_lanes, deep (optional), soft (optional),
+            raw (optional, default False: raw logits, no requantiser)
     pool    shape, lanes, bits
     decision  spec (DecisionSpec), logit_width, id_width, final (the last exit: always-exit
             mode, its threshold compare is optimised away), store ("double" | "single" | "ram"),
@@ -569,7 +579,8 @@ def _stage_params(stage: Stage, weights: dict | None, in_lanes: int, in_bits: in
             "weight_bits": p["weight_bits"], "in_lanes": in_lanes, "pe": f.pe, "simd": f.simd,
             "acc_width": acc_w, "bias_width": bias_w,
             "out_bits": acc_w if logits else p["out_bits"],
-            "out_lanes": 1 if logits else f.out_lanes, "deep": deep, "soft": f.soft}
+            "out_lanes": 1 if logits else f.out_lanes, "deep": deep, "soft": f.soft,
+            **({"raw": True} if logits and stage.kind == "linear" else {})}
 
 
 def estimate_stage(stage: Stage, family: str, *, weights: dict | None = None, in_lanes: int = 1,
@@ -617,7 +628,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
             acc[st.name] = params["acc_width"]
             blk = analysis_block(st, weights, lanes, bits, sgn, graph.deep)  # logits' producer
             cycles[st.name] = blk.cycles_per_sample
-        if graph.skids:
+        if graph.skid_after(st):
             out.append((f"skid_{st.name}", "skid", {"width": beat_bits(st.name)}))
     for src in [None] + [s.name for s in graph.stages]:
         if src is not None and graph.stage(src).kind == "decision":
@@ -625,7 +636,7 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
         users = graph.consumers(src)
         if len(users) > 1:
             out.append((f"fork_{src}", "fork", {"n": len(users)}))
-            if graph.skids:     # after each of the fork's outputs
+            if graph.fork_skids(src):     # after each of the fork's outputs
                 out.extend((f"skid_fork_{src}_{k}", "skid", {"width": beat_bits(src)})
                            for k in range(len(users)))
     spec0 = None
@@ -661,6 +672,8 @@ def design_blocks(graph: HwGraph, weights: dict, *, buffer_depth: int = 4,
             out.append((f"cbuf{k}", "cond_buffer",
                         {"width": beat_bits(st.src), "beats_per_sample": h * w * (c // lanes),
                          "depth": buffer_depth, "out_reg": graph.deep}))
+            # its decisions (one bit) through a skid buffer, on every board
+            out.append((f"skid_dec{k}", "skid", {"width": 1}))
             if graph.skids:     # after the conditional buffer
                 out.append((f"skid_cbuf{k}", "skid", {"width": beat_bits(st.src)}))
     cls_w = max(1, (graph.classes - 1).bit_length())

@@ -5,7 +5,8 @@ Implements `exitgate.numerics.decide` bit-exactly (ARCHITECTURE 2.5): ``e_j = LU
 ``q = floor(2**(E+B) / S)`` from a small sequential (restoring, one quotient bit per cycle)
 divider, and ``exit iff t * S <= 2**(E+B)``. The exit test needs no multiplier: for an integer
 ``t`` and ``S > 0`` (``S >= e_max``), ``t * S <= 2**(E+B)`` iff ``t <= 2**(E+B) / S`` iff
-``t <= q``, so it is a ``B+1``-bit compare of the threshold with the divider's quotient.
+``t <= q``, so it is a ``B+1``-bit compare of the threshold with the divider's quotient,
+made bit-serially (MSB first) as the divider decides each quotient bit.
 
 Ports (``C`` = classes, ``W`` = logit_width, ``B`` = threshold_bits):
 
@@ -26,7 +27,8 @@ Pipeline (three stages, each with its own registers, so three samples can be in 
 collect (running max/argmax, ``C`` cycles, one logit per cycle) -> sum (one logit a cycle
 through index register -> LUT read register -> accumulator, ``C + 2`` cycles) -> divide + decide
 (``B + 1`` quotient bits, one a cycle, the exit test on the last, then the result waits for
-``o.ready``).
+``o.ready``; the stage takes the next sum once its result has left, so ``o.ready`` reaches only
+the result's valid flag, not the stages' enables: Fmax).
 No path has more than one carry chain and a compare with a constant, or an add-and-compare,
 between registers (Fmax): the LUT index's rounding term is added to the max as it is collected
 (``zmax_h = z_max + 2**(s-1)``, a register beside ``z_max``), so the index of ``z_j`` is
@@ -36,7 +38,7 @@ saturation's bound is added as the max is collected too (``zmax_c = zmax_h - (K 
 another register beside it, ``W_c`` bits, normally ``W + 2``, in each logit store), so that
 ``K-1`` is chosen by a compare of ``z_j`` with ``zmax_c`` beside the subtraction, not by one
 after it.
-Initiation interval ``max(C + 2, B + 2)`` cycles per sample; latency ``C + B + 5`` cycles from the
+Initiation interval ``max(C + 2, B + 3)`` cycles per sample; latency ``C + B + 5`` cycles from the
 acceptance of a sample's last logit to its result being valid (no stalls).
 
 Logit store (``store=``): ``"double"`` (the default, above) keeps two copies of a sample's logits,
@@ -62,7 +64,7 @@ those of ``"double"``; the timing differs:
     divide    as above (``B + 1`` cycles, then the result waits for ``o.ready``); it overlaps
               collecting the next sample
 
-Initiation interval ``max(2 * C - 1, B + 2)`` cycles per sample; latency ``C + B + 4`` cycles from
+Initiation interval ``max(2 * C - 1, B + 3)`` cycles per sample; latency ``C + B + 4`` cycles from
 the acceptance of a sample's last logit to its result being valid (no stalls). At most three
 samples are in flight, as with ``"double"``: one being divided, one whose sum is completing (or
 waiting for the divider) and one being collected.
@@ -70,10 +72,11 @@ waiting for the divider) and one being collected.
 ``"ram"`` is ``"single"`` with the one store in a memory of ``C`` words with a single port, on
 iCE40 the UP5K's SPRAM (`spram_blocks` SB_SPRAM256KA side by side; elsewhere, and in simulation,
 an amaranth ``Memory``): no ``C * W`` logit flip-flops at all. Logit ``j`` is written into word
-``j``; the sum stage reads one word a cycle and registers the LUT index from the read data a cycle
-later. Reads and writes never share a cycle: ``i.ready`` rises on the cycle after the sample's
-last read (one cycle later than ``"single"``). Initiation interval ``max(2 * C, B + 2)``;
-latency ``C + B + 5``. The compiler uses it where the board has SPRAM for every unit's store
+``j``; the sum stage reads one word a cycle, registers the read data, and registers the LUT
+index from that a cycle later. Reads and writes never share a cycle: ``i.ready`` rises two
+cycles after the sample's last read (two cycles later than ``"single"``: the next sample's first
+logit overwrites the max, which the last logit's index still reads). Initiation interval
+``max(2 * C + 1, B + 3)``; latency ``C + B + 6``. The compiler uses it where the board has SPRAM for every unit's store
 (`exitgate.compiler.codegen.logit_ram`).
 """
 
@@ -184,16 +187,16 @@ class ExitDecision(wiring.Component):
     def initiation_interval(self) -> int:
         """Cycles per sample in steady state (input always valid, output always ready)."""
         if self.store == "ram":
-            return max(2 * self.spec.classes, self.spec.threshold_bits + 2)
+            return max(2 * self.spec.classes + 1, self.spec.threshold_bits + 3)
         if self.store == "single":
-            return max(2 * self.spec.classes - 1, self.spec.threshold_bits + 2)
-        return max(self.spec.classes + 2, self.spec.threshold_bits + 2)
+            return max(2 * self.spec.classes - 1, self.spec.threshold_bits + 3)
+        return max(self.spec.classes + 2, self.spec.threshold_bits + 3)
 
     @property
     def latency(self) -> int:
         """Cycles from the acceptance of a sample's last logit to its result being valid."""
         if self.store == "ram":
-            return self.spec.classes + self.spec.threshold_bits + 5
+            return self.spec.classes + self.spec.threshold_bits + 6
         if self.store == "single":
             return self.spec.classes + self.spec.threshold_bits + 4
         return self.spec.classes + self.spec.threshold_bits + 5
@@ -202,10 +205,11 @@ class ExitDecision(wiring.Component):
         """`decision_model` for this unit's spec."""
         return decision_model(self.spec, samples)
 
-    def _exit_rule(self, t, q):
+    def _exit_rule(self, t_lt_q, t_eq_q):
         """The threshold test ``t * S <= 2**(E+B)`` on the threshold register ``t``, as
-        ``t <= q`` on the confidence ``q = floor(2**(E+B) / S)`` (see module docstring)."""
-        return t <= q
+        ``t <= q`` on the confidence ``q = floor(2**(E+B) / S)`` (see module docstring), from
+        the bit-serial compare of the two: ``t < q`` or ``t == q``."""
+        return t_lt_q | t_eq_q
 
     def _half(self) -> int:
         """The rounding term of the LUT index, ``2**(s-1)`` for a right shift ``s > 0``, else 0."""
@@ -272,6 +276,7 @@ class ExitDecision(wiring.Component):
         # which take no new sample until the last logit is issued; id, argmax, t and mode are
         # still copied, since the next sample's first logit overwrites them on that cycle.
         if single:
+            # ("ram": zmaxh2 and zmaxc2 are registers of their own, see stage 1)
             z2, zmaxh2, zmaxc2, arg2 = z1, zmaxh1, zmaxc1, Signal(cw)
         else:
             z2 = [Signal(signed(W), name=f"z2_{j}") for j in range(C)]
@@ -284,9 +289,14 @@ class ExitDecision(wiring.Component):
         k2 = Signal(range(spec.lut_size))           # LUT index of the logit issued last cycle
         kv2, klast2 = Signal(), Signal()            # ... valid; it was the sample's last logit
         ev2, elast2 = Signal(), Signal()            # the LUT value read out is valid; the last
+        # "ram": the word issued last cycle is read out (rv2; the last: rlast2), and its
+        # registered copy is valid (zv2, zlast2)
+        rv2, rlast2, zv2, zlast2 = Signal(), Signal(), Signal(), Signal()
         # Stage 3: divide (B+1 quotient bits, one a cycle), then decide.
         id3, cls3, exit3 = Signal(self.id_width), Signal(cw), Signal()
-        t3 = Signal(B + 1)
+        # the threshold, shifted a bit left a step, and t's bits so far below (lt3) / equal to
+        # (eq3) the quotient's (an MSB-first compare of t with the quotient as it is decided)
+        ts3, lt3, eq3 = Signal(B + 1), Signal(), Signal()
         # registers of stage 3: the mode is threshold (thr3), else the fixed outcome (fixed3:
         # exit unless the mode is never); the division is at its last step (last3, n3 == B)
         thr3, fixed3, last3 = Signal(), Signal(), Signal()
@@ -297,7 +307,7 @@ class ExitDecision(wiring.Component):
         n3 = Signal(range(B + 1))
         busy3, valid3 = Signal(), Signal()
 
-        s3_free = ~busy3 & (~valid3 | self.o.ready)
+        s3_free = ~busy3 & ~valid3
         last2 = busy2 & elast2
         s3_load = last2 & s3_free
         # "double": the sum stage takes the next sample on the cycle the divider takes its sum
@@ -317,17 +327,22 @@ class ExitDecision(wiring.Component):
 
         # --- stage 1
         logit = self.i.payload.data[0]
+        accept = Signal()
+        m.d.comb += accept.eq(self.i.valid & self.i.ready)
         if ram:
             # The store is a memory of C words with one port (an iCE40UP5K's SPRAM): logit j
             # is written into word j (the count), and stage 2 reads word j2 on each issue;
             # never both on one cycle: i.ready (registered) falls after the sample's last
             # logit and rises only after its last read, so the next sample's first logit is
-            # accepted on the cycle after that read at the earliest.
+            # accepted two cycles after that read at the earliest.
             ready1 = Signal(init=1)
             m.d.comb += self.i.ready.eq(ready1)
             with m.If(self.i.valid & ready1 & last1):
                 m.d.sync += ready1.eq(0)                    # full
-            with m.If(issue2 & (j2 == C - 1)):
+            # (rv2 & rlast2: the cycle after the last read, when its data is registered; the
+            # next sample's first logit overwrites the max, and the last logit's index is
+            # registered from it on the cycle after)
+            with m.If(rv2 & rlast2):
                 m.d.sync += ready1.eq(1)
             zaddr, we = Signal(range(C)), Signal()
             zread = Signal(signed(W))       # the word read on the cycle before
@@ -380,8 +395,6 @@ class ExitDecision(wiring.Component):
             # and each of them W flip-flops, rather than one enable fanned out to all C * W
             # (Fmax: that fan-out's routing was a critical path on ECP5)
             slot1 = Signal(C, init=1)
-            accept = Signal()
-            m.d.comb += accept.eq(self.i.valid & self.i.ready)
             with m.If(accept):
                 m.d.sync += slot1.eq(slot1.rotate_left(1))
             for j in range(C):
@@ -389,22 +402,51 @@ class ExitDecision(wiring.Component):
                     m.d.sync += z1[j].eq(logit)
         with m.If(s2_load):
             m.d.sync += full1.eq(0)
+        # The running max, its rounded form, (``bound``) its saturation bound and the argmax
+        # are not registers with an enable: the accepted logit goes into candidate registers
+        # (cz1 ...), whether it is the new max into a flag (new1), and the values above are
+        # Mux(new1, candidate, held), the held registers (hz1 ...) taking them every cycle.
+        # They have the cycle timing registers loaded on the accept would have. (Fmax: the
+        # compare in front of a ~70-flip-flop enable, through a global buffer, was the iCE40
+        # critical path; now the compare ends at the one flag.)
         # logit > zmax1 as an unsigned compare of the two in offset binary (sign bit
         # inverted, which the carry chain's own LUTs take in): the chain's carry out is the
         # result, with no sign and overflow logic after it (Fmax: this compare and the enable
         # behind it were the ECP5 design's critical path)
+        new1 = Signal()
+        cz1, hz1 = Signal.like(zmax1, name="cz1"), Signal.like(zmax1, name="hz1")
+        carg1, harg1 = Signal.like(arg1, name="carg1"), Signal.like(arg1, name="harg1")
+        pairs = [(zmax1, cz1, hz1), (arg1, carg1, harg1)]
+        cand = [cz1.eq(logit), carg1.eq(cnt1)]
+        if ram:
+            # the rounded max and (``bound``) the bound as registers of their own, taken from
+            # the held max every cycle: the index reads them from the third cycle after the
+            # sample's last logit on, when they hold its max, until its last index (the next
+            # sample's first logit is accepted two cycles after the last read at the earliest)
+            zmaxh2 = Signal(hshape, name="zmaxh2")
+            m.d.sync += zmaxh2.eq(hz1 + half)
+            if self.bound:
+                zmaxc2 = Signal(cshape, name="zmaxc2")
+                m.d.sync += zmaxc2.eq(hz1 + (half - clamp))
+        else:
+            czh1, hzh1 = Signal.like(zmaxh1, name="czh1"), Signal.like(zmaxh1, name="hzh1")
+            pairs.append((zmaxh1, czh1, hzh1))
+            cand.append(czh1.eq(logit + half))
+            if self.bound:
+                czc1, hzc1 = Signal.like(zmaxc1, name="czc1"), Signal.like(zmaxc1, name="hzc1")
+                pairs.append((zmaxc1, czc1, hzc1))
+                cand.append(czc1.eq(logit + (half - clamp)))
+        for value, cnd, held in pairs:
+            m.d.comb += value.eq(Mux(new1, cnd, held))
+            m.d.sync += held.eq(value)
         sign = 1 << (W - 1)
         gt = Signal()
         m.d.comb += gt.eq((logit.as_unsigned() ^ sign) > (zmax1.as_unsigned() ^ sign))
-        with m.If(self.i.valid & self.i.ready):
-            # a new max: the max, its rounded form and (``bound``) the saturation bound
-            new_max = [zmax1.eq(logit), zmaxh1.eq(logit + half)] + (
-                [zmaxc1.eq(logit + (half - clamp))] if self.bound else [])
+        m.d.sync += new1.eq(accept & (first1 | gt))
+        with m.If(accept):
+            m.d.sync += cand
             with m.If(first1):
-                m.d.sync += new_max + [arg1.eq(0), id1.eq(self.i.payload.id), t1.eq(t_reg),
-                                       mode1.eq(mode_reg)]
-            with m.Elif(gt):
-                m.d.sync += new_max + [arg1.eq(cnt1)]
+                m.d.sync += [id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
             with m.If(last1):
                 m.d.sync += full1.eq(1)
 
@@ -421,17 +463,20 @@ class ExitDecision(wiring.Component):
         m.d.comb += lrd.addr.eq(k2)
         s_next = acc2 + e2
         if ram:
-            # the memory's read takes a cycle: the logit issued last cycle is read out now (rv2),
-            # and its LUT index is registered from the read data
-            rv2, rlast2 = Signal(), Signal()
-            iv2, ilast2 = rv2, rlast2
+            # the memory's read takes a cycle: the logit issued last cycle is read out now (rv2)
+            # into a register (zr2, valid the cycle after: zv2), and its LUT index is
+            # registered from that (Fmax: on the iCE40 the SPRAM's clock-to-out and the route
+            # from it were in front of the index's subtraction)
+            zr2 = Signal(signed(W))
+            iv2, ilast2 = zv2, zlast2
         else:
             iv2, ilast2 = issue2, issue2 & (j2 == C - 1)
         with m.If(~last2 | s3_free):   # else the sum waits for stage 3 (nothing in flight)
             m.d.sync += [kv2.eq(iv2), klast2.eq(ilast2),
                          ev2.eq(kv2), elast2.eq(kv2 & klast2), e2.eq(lrd.data)]
             if ram:
-                m.d.sync += [rv2.eq(issue2), rlast2.eq(issue2 & (j2 == C - 1))]
+                m.d.sync += [rv2.eq(issue2), rlast2.eq(issue2 & (j2 == C - 1)), zv2.eq(rv2),
+                             zlast2.eq(rlast2)]
             with m.If(ev2):
                 m.d.sync += acc2.eq(s_next)
         # an issue never waits for stage 3: while the sum waits (last2 & ~s3_free) the sample's
@@ -439,7 +484,9 @@ class ExitDecision(wiring.Component):
         # is low; outside the wait above, the index register's enable is issue2 alone (Fmax)
         if ram:
             with m.If(rv2):
-                m.d.sync += k2.eq(self._index(zmaxh2, zmaxc2, zread))
+                m.d.sync += zr2.eq(zread)
+            with m.If(zv2):
+                m.d.sync += k2.eq(self._index(zmaxh2, zmaxc2, zr2))
         with m.If(issue2):
             m.d.sync += j2.eq(j2 + 1)
             if not ram:
@@ -468,34 +515,27 @@ class ExitDecision(wiring.Component):
         m.d.comb += trial.eq(r2 - s3)
         ge = ~trial[-1]
         m.d.comb += q_next.eq((q3 << 1) | ge)
+        tb = ts3[B]                     # the bit of t this step's quotient bit is compared with
+        lt_next, eq_next = Signal(), Signal()
+        m.d.comb += [lt_next.eq(lt3 | (eq3 & ~tb & ge)), eq_next.eq(eq3 & (tb == ge))]
         with m.If(s3_load):
             m.d.sync += [id3.eq(id2), cls3.eq(arg2), s3.eq(s_next), q3.eq(0),
                          rem3.eq(1 << (E - 1)), n3.eq(0), last3.eq(B == 0), busy3.eq(1),
-                         valid3.eq(0), t3.eq(t2), thr3.eq(mode2 == MODE_THRESHOLD),
-                         fixed3.eq(mode2 != MODE_NEVER)]
+                         valid3.eq(0), ts3.eq(t2), lt3.eq(0), eq3.eq(1),
+                         thr3.eq(mode2 == MODE_THRESHOLD), fixed3.eq(mode2 != MODE_NEVER)]
         with m.Elif(busy3):
             m.d.sync += [q3.eq(q_next), rem3.eq(Mux(ge, trial, r2)), n3.eq(n3 + 1),
                          last3.eq(n3 == B - 1)]
-            if B >= 1:
-                # the threshold test on all four outcomes of the last two quotient bits,
-                # registered on every step from q3 alone (pass3[g][b]: the test of the quotient
-                # q3 : g : b), so that on the last step the test is two choices among registers
-                # after the subtractor, by the bit it has just decided (``ge``) and the one
-                # before (q3[0]). (Fmax: with the two compares of the last bit's outcomes
-                # beside the subtractor, yosys' opt_share merged them into one compare behind
-                # a mux on ``ge``, two carry chains in series: the iCE40 critical path.)
-                pass3 = [[Signal(name=f"pass3_{g}{b}") for b in (0, 1)] for g in (0, 1)]
-                m.d.sync += [pass3[g][b].eq(self._exit_rule(t3, (((q3 << 1) | g) << 1) | b))
-                             for g in (0, 1) for b in (0, 1)]
-                outcome = [Mux(q3[0], pass3[1][b], pass3[0][b]) for b in (0, 1)]
-            else:
-                outcome = [self._exit_rule(t3, (q3 << 1) | b) for b in (0, 1)]
+            # the threshold test, bit-serially beside the divider: t's bits, MSB first, against
+            # the quotient's as each is decided; on the last step the test is one LUT after the
+            # subtractor's sign (Fmax: a B+1-bit compare of t with the quotient in front of
+            # the exit register was the iCE40 critical path, also as four registered compares
+            # of the last two bits' outcomes, which yosys mapped to a seven-LUT chain)
+            m.d.sync += [ts3.eq(ts3 << 1), lt3.eq(lt_next), eq3.eq(eq_next)]
             with m.If(last3):
-                # the mode folded in beside the test (only the choice by ``ge`` follows the
-                # subtractor)
+                # the mode folded in beside the test (only ``ge`` follows the subtractor)
                 m.d.sync += [busy3.eq(0), valid3.eq(1),
-                             exit3.eq(Mux(ge, Mux(thr3, outcome[1], fixed3),
-                                          Mux(thr3, outcome[0], fixed3)))]
+                             exit3.eq(Mux(thr3, self._exit_rule(lt_next, eq_next), fixed3))]
         with m.Elif(valid3 & self.o.ready):
             m.d.sync += valid3.eq(0)
 

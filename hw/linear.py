@@ -217,7 +217,7 @@ class LinearStage(wiring.Component):
         """Cycles from accepting a sample's last input beat to its first output beat being valid
         (idle pipeline): buffer (2), one MVU pass of SF chunks, the MVU pipeline
         (`mvu_latency` - 1 after the pass's last chunk is taken)."""
-        return self.sf + 1 + mvu_latency(self.simd, self.deep)
+        return self.sf + 1 + mvu_latency(self.simd, self.deep, self.shift is not None)
 
     @property
     def sample_edges(self) -> tuple[int, int]:

@@ -9,13 +9,20 @@ Ports (``N`` = exits):
 Order policy: in order of completion, with round-robin arbitration among inputs valid on the same
 cycle: after input k is granted, the search for the next grant starts at k+1. So an input that
 stays valid is granted within N grants (no starvation), and each input's results keep their order.
-One output register: a result is taken on the cycle it is granted and is valid on ``o`` the next
-cycle; one result per cycle in steady state.
+The grant is a register: the arbiter picks the next input from the inputs' ``valid`` (and the
+last grant) into a one-hot register, and ``i[k].ready`` is that register's bit ``k`` and the
+output register being free, so no input's ``ready`` depends on another input's ``valid`` or on
+the arbiter (Fmax: on the iCE40 a round-robin grant in the ``ready`` of every exit ran on through
+the decision routers into the decision units' enables). A granted input stays granted until its
+result is taken (a stream's ``valid`` does not fall before ``ready``); the next grant is chosen
+on the cycle a result is taken, so with two or more inputs valid the merge passes one result per
+cycle, and one input alone at most every other cycle. One output register: a result is taken on
+the cycle its input is granted and the output is free, and is valid on ``o`` the next cycle.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,7 +77,7 @@ class ExitMerge(wiring.Component):
 
     @property
     def initiation_interval(self) -> int:
-        """Cycles per result in steady state."""
+        """Cycles per result in steady state with two or more inputs busy (one input alone: 2)."""
         return 1
 
     def model(self, inputs) -> dict:
@@ -81,28 +88,47 @@ class ExitMerge(wiring.Component):
         n = self.n
         last = Signal(range(n), init=n - 1)  # last granted input
         take = ~self.o.valid | self.o.ready
-
-        # Round-robin: the first valid input after `last`, cyclically.
-        grant = [Signal(name=f"grant_{k}") for k in range(n)]
+        granted = Signal(n)                  # one-hot: the input whose result is taken next
+        fire = Signal(n)
         for k in range(n):
-            # input k wins if valid and no input strictly between `last` and k is valid
+            m.d.comb += [self.i[k].ready.eq(granted[k] & take),
+                         fire[k].eq(self.i[k].valid & self.i[k].ready)]
+
+        # the next grant, on a cycle with no grant pending or one taken: round-robin, the first
+        # input valid (and not being taken) after the last granted one (this cycle's, if any)
+        valid = Signal(n)
+        m.d.comb += valid.eq(Cat(*(self.i[k].valid for k in range(n))) & ~fire)
+        # (one expression, not a default and overrides: Icarus does not run such an
+        # ``always @*`` block at time 0, and ``after`` stayed X until an input changed)
+        after = Signal(range(n))
+        taken = last
+        for k in range(n):
+            taken = Mux(fire[k], k, taken)
+        m.d.comb += after.eq(taken)
+        pick = Signal(n)
+        for k in range(n):
+            # input k wins if valid and no input strictly between `after` and k is valid
             terms = []
-            for s in range(n):  # s = last
+            for s in range(n):  # s = after
                 between = [(s + d) % n for d in range(1, (k - s) % n or n)]
                 others = 0
                 for j in between:
-                    others = others | self.i[j].valid
-                terms.append((last == s) & ~others)
+                    others = others | valid[j]
+                terms.append((after == s) & ~others)
             cond = 0
             for t in terms:
                 cond = cond | t
-            m.d.comb += grant[k].eq(self.i[k].valid & cond)
+            m.d.comb += pick[k].eq(valid[k] & cond)
+        # (and when the granted input is not valid, which a stream's source may not do: the
+        # merge then arbitrates again rather than wait on it for ever)
+        raw = Cat(*(self.i[k].valid for k in range(n)))
+        with m.If(~(granted & raw).any() | fire.any()):
+            m.d.sync += granted.eq(pick)
 
         with m.If(take):
             m.d.sync += self.o.valid.eq(0)
         for k in range(n):
-            m.d.comb += self.i[k].ready.eq(grant[k] & take)
-            with m.If(grant[k] & take):
+            with m.If(fire[k]):
                 p = self.i[k].payload
                 m.d.sync += [self.o.valid.eq(1), last.eq(k),
                              self.o.payload.id.eq(p.id), self.o.payload.exit_index.eq(k),

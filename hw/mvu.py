@@ -11,16 +11,17 @@ requantised (`requantise_value`, ``out_bits`` wide) or as raw signed accumulator
 
 Pipeline: issue (ROM address, chunk accepted) -> s1 (weights read) -> operand registers ->
 product registers -> adder-tree registers (one per two levels of the SIMD adder tree) ->
-accumulator (a pass's first chunk starts from the bias) and s2 (a pass's final sum) -> output
-register (requantised). No path has more than a multiplier or two adders between registers
-(Fmax). The pipeline never stalls: results wait in the output register and ``mvu_fifo_depth - 1``
+accumulator (a pass's first chunk starts from the bias) and s2 (a pass's final sum) -> the
+requantiser's first stage (`requantise_split`: the rounding and the clamp compares; not for raw
+accumulators) -> output register (requantised). No path has more than a multiplier or two adders
+between registers (Fmax). The pipeline never stalls: results wait in the output register and ``mvu_fifo_depth - 1``
 spare registers behind it, and a pass's last chunk is issued only while one of them is free for
 its result (a credit counter, as in the deep form below), so the chunk stream's ``ready`` is one
 LUT from this unit's registers and the consumer's ``ready`` reaches only those output registers
 and the counter (Fmax: on the iCE40UP5K the ready chain from a stage's consumer through the
 MVU's pipeline enable into the frame buffer's counters set the clock). Nothing is lost or
 duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency chunk-in to
-beat-out is `mvu_latency` (5 + floor(ceil(log2 SIMD) / 2)).
+beat-out is `mvu_latency` (6 + floor(ceil(log2 SIMD) / 2); 5 + ... for raw accumulators).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
 through a skid buffer, adds two operand registers in front of the products (the first takes the
@@ -139,16 +140,18 @@ def adder_tree_registers(simd: int, deep: bool = False) -> list[tuple[int, int]]
     return out
 
 
-def mvu_latency(simd: int, deep: bool = False) -> int:
+def mvu_latency(simd: int, deep: bool = False, requant: bool = True) -> int:
     """Cycles from a chunk's acceptance to its output beat (last chunk of a pass, no stalls):
     (``deep``: the input skid buffer ->) issue -> s1 -> operands (three times if ``deep``) ->
     products (``deep``: -> their landing register) -> the `adder_tree_registers` ->
-    accumulator/s2 -> output register (``deep``: the requantiser's first stage, a register of
-    the requantised result, then the output FIFO, whose buffered read takes two cycles)."""
-    return 5 + 7 * int(deep) + len(adder_tree_registers(simd, deep))
+    accumulator/s2 -> (``requant``: the requantiser's first stage ->) output register
+    (``deep``: a register of the requantised result, then the output FIFO, whose buffered read
+    takes two cycles; a deep MVU has the requantiser's stage for raw accumulators too)."""
+    return 5 + 7 * int(deep) + len(adder_tree_registers(simd, deep)) \
+        + int(requant and not deep)
 
 
-def mvu_fifo_depth(simd: int, sf: int, deep: bool = True) -> int:
+def mvu_fifo_depth(simd: int, sf: int, deep: bool = True, requant: bool = True) -> int:
     """Results an MVU can hold once computed, and so its credits: the entries of a deep MVU's
     output FIFO, or (``deep=False``) the output register plus its spare registers. Enough that a
     pass's last chunk never waits while the consumer takes every result at once: a credit is
@@ -157,7 +160,7 @@ def mvu_fifo_depth(simd: int, sf: int, deep: bool = True) -> int:
     result be written while the one before it is read), in which ``SF``-chunk passes issue at
     most ``ceil(cycles / SF)`` last chunks; plus one (`tests/hw/test_mvu_credit.py` checks both:
     one pass every ``SF`` cycles, and exactly this many held under a stalled consumer)."""
-    return -(-(mvu_latency(simd, deep) - int(deep)) // sf) + 1
+    return -(-(mvu_latency(simd, deep, requant) - int(deep)) // sf) + 1
 
 
 def _quotient(acc, shift: int):
@@ -279,7 +282,7 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a pass's last chunk to its output beat being valid."""
-        return mvu_latency(self.simd, self.deep)
+        return mvu_latency(self.simd, self.deep, self.shift is not None)
 
     def _weight_init(self):
         w = self.matrix.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
@@ -423,7 +426,7 @@ class MatrixVectorUnit(wiring.Component):
         # last chunk is taken only while one is free (``room``, registered), so the chunk
         # stream's ``ready`` depends on this unit's registers alone, never on the consumer's
         # ``ready`` (Fmax: no ready chain through the unit into its producer's enables)
-        depth = mvu_fifo_depth(simd, sf_max, deep)
+        depth = mvu_fifo_depth(simd, sf_max, deep, self.shift is not None)
         pending = Signal(range(depth + 1))
         room = Signal(init=1)
         pending_next = Signal(range(depth + 2))
@@ -471,6 +474,21 @@ class MatrixVectorUnit(wiring.Component):
                          o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data),
                          fifo.r_en.eq(o.ready)]
             return m
+        if self.shift is not None:
+            # the requantiser's first stage in a register (`requantise_split`: the rounding and
+            # the clamp compares, then the rounded low bits and the clamp into the output
+            # register): one carry chain a stage (Fmax: on the iCE40 the rounding add and the
+            # two clamp compares in a row, then the spare mux, set the clock)
+            rq_valid, rq_first, rq_last = Signal(), Signal(), Signal()
+            m.d.sync += [rq_valid.eq(s2_valid), rq_first.eq(s2_first), rq_last.eq(s2_last)]
+            for p in range(pe):
+                first, second = requantise_split(s2_acc[p], self.shift, self.out_bits,
+                                                 self.out_signed, self.relu)
+                regs = [Signal(v.shape(), name=f"rq{p}_{n}", reset_less=True)
+                        for n, v in enumerate(first)]
+                m.d.sync += [r.eq(v) for r, v in zip(regs, first)]
+                values[p] = second(regs)
+            s2_valid, s2_first, s2_last = rq_valid, rq_first, rq_last
         # The output register and ``depth - 1`` spare registers behind it (a shift FIFO, oldest
         # in spare 0): a result goes into the output register when it is free or being read
         # and no spare is waiting, else into the first free spare; the credits guarantee one

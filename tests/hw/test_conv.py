@@ -91,10 +91,11 @@ def test_conv_throughput_and_latency(run_stream, p):
                               simd=p["simd"], in_lanes=p["in_lanes"], out_lanes=p["out_lanes"])
         shallow._MustUse__silence = True          # only its latency is read
         # input skid buffer, the ROM-output and second operand registers, the products'
-        # landing register, tree registers at 4 levels instead of 2, the requantiser's first
-        # stage and the result's register, the output FIFO's buffered read (two cycles instead
-        # of the output register's one), the skid buffer between window and buffer
-        assert dut.latency == shallow.latency + 1 + 2 + 1 + 4 - 2 + 2 + 1 + 1
+        # landing register, tree registers at 4 levels instead of 2, the result's register
+        # after the requantiser (both have its first stage), the output FIFO's buffered read
+        # (two cycles instead of the output register's one), the skid buffer between window
+        # and buffer
+        assert dut.latency == shallow.latency + 1 + 2 + 1 + 4 - 2 + 1 + 1 + 1
         assert dut.initiation_interval == shallow.initiation_interval
     if "banks" not in p and p["c"] == 1:
         assert dut.banks == 8 and dut.initiation_interval == dut.nf * dut.sf

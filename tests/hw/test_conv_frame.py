@@ -88,7 +88,7 @@ def test_frame_conv_throughput_and_latency(run_stream, p):
     compute = h * w * dut.nf * dut.sf
     serial = h * w * p["cout"] // p["out_lanes"]
     assert dut.cycles_per_sample == max(compute, serial)
-    assert mvu_latency(1, deep) == 5 + 7 * deep      # SIMD 1: no adder tree
+    assert mvu_latency(1, deep) == 6 + 6 * deep      # SIMD 1: no adder tree
     assert dut.latency == (min((w + 2) * c + 1, c * h * w) + dut.sf + mvu_latency(1, deep))
     samples = 5
     x = _inputs(rng, samples, dut.shape, False)
@@ -108,7 +108,7 @@ def test_frame_conv_attributes():
             dut.banks) == ((32, 4, 4), 32, 144, 1, 1, 1, 1, 2)
     assert dut.cycles_per_sample == 16 * 32 * 144
     assert dut.initiation_interval == 32 * 144
-    assert dut.latency == 6 * 16 + 1 + 144 + 5
+    assert dut.latency == 6 * 16 + 1 + 144 + 6
 
 
 def _ok_args():

@@ -70,6 +70,39 @@ def test_throughput_one_per_cycle():
     assert (cycles[-1] - cycles[0]) / (len(cycles) - 1) == dut.initiation_interval == 1
 
 
+def test_ready_is_the_registered_grant():
+    """``i[k].ready`` does not follow, on the same cycle, another input's ``valid`` (Fmax: no
+    ready chain through the arbiter): it is the registered grant (and the output register being
+    free). A result offered is granted on the next edge, taken on the cycle after, and is on
+    ``o`` after that edge (`latency` 1 from the acceptance)."""
+    dut = ExitMerge(3, id_width=8, cls_width=4, confidence_width=9)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for other_valid in (0, 1, 0):
+            ctx.set(dut.i[1].valid, other_valid)
+            seen.append(ctx.get(dut.i[0].ready))     # nothing granted yet
+        ctx.set(dut.i[0].valid, 1)
+        ctx.set(dut.i[0].payload, {"id": 7, "cls": 3, "confidence": 100})
+        seen.append(ctx.get(dut.i[0].ready))         # not before the grant's edge
+        await ctx.tick()                             # granted
+        for other_valid in (1, 0):
+            ctx.set(dut.i[1].valid, other_valid)
+            seen.append(ctx.get(dut.i[0].ready))     # granted, whatever input 1 does
+        await ctx.tick()                             # taken
+        ctx.set(dut.i[0].valid, 0)
+        assert ctx.get(dut.o.valid) == 1 and ctx.get(dut.o.payload.id) == 7
+        assert ctx.get(dut.o.payload.exit_index) == 0
+        seen.append(ctx.get(dut.i[0].ready))         # not granted again: nothing offered
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0, 0, 0, 0, 1, 1, 0]
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(n=1), "n must be an integer in 2..16, got 1"),
     (dict(id_width=0), "id_width must be an integer in 1..32, got 0"),

@@ -148,9 +148,10 @@ def test_ice40_synthesis_packs_operand_and_product_registers(tmp_path):
     # 17: signed 8 x unsigned 8 fits) that a synthesis with reset registers kept (446 FFs,
     # before the fold counters' four end-compare flags), plus the output's spare registers
     # (2 x 8 bits and first/last each; three at SF = 2) and the spare count, the credit
-    # counter and its flag (2 + 3 + 1)
+    # counter and its flag (2 + 3 + 1), and the requantiser's first stage (per lane the
+    # quotient's 8 low bits, the round-up and two clamp flags; valid, first, last)
     spares = mvu_fifo_depth(4, 2, False) - 1
-    assert ff <= 446 + 4 - (4 * 8 + 8 * 16) + spares * (2 * 8 + 2) + 6
+    assert ff <= 446 + 4 - (4 * 8 + 8 * 16) + spares * (2 * 8 + 2) + 6 + 2 * (8 + 3) + 3
 
 
 def test_ice40_netlist_matches_the_rtl_cycle_for_cycle(tmp_path):
