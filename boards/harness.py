@@ -224,7 +224,7 @@ class UartHarness(wiring.Component):
         m.d.comb += exit_index.eq(args[24:32])
         with m.If(is_mode):
             m.d.comb += exit_index.eq(args[8:16])
-        ok_r, is_mode_r, exit_r = Signal(), Signal(), Signal(8)
+        ok_r, is_mode_r, exit_r, sel_r = Signal(), Signal(), Signal(8), Signal(self.exits)
         # the accelerator's ctrl port is driven from registers: a write reaches it the cycle
         # after the "write" state, which follows the "decode" and "check" states after the last
         # argument byte (still before any pixel of a following image can), so the command
@@ -239,20 +239,25 @@ class UartHarness(wiring.Component):
         m.d.sync += err_seen.eq(err_pending)
         with m.FSM():
             with m.State("command"):
+                # the command byte into a register, then ("dispatch") its decoding (Fmax: the
+                # FIFO's block-RAM read data, the byte's compares and the state's next value
+                # were one path)
                 m.d.comb += fifo.r_en.eq(1)
                 with m.If(fifo.r_rdy):
                     m.d.sync += cmd.eq(byte)
-                    with m.Switch(byte):
-                        with m.Case(CMD_IMAGE):
-                            m.next = "pixels"
-                        with m.Case(CMD_THRESHOLD):
-                            m.d.sync += left.eq(4)
-                            m.next = "arguments"
-                        with m.Case(CMD_MODE):
-                            m.d.sync += left.eq(2)
-                            m.next = "arguments"
-                        with m.Default():
-                            m.next = "error"
+                    m.next = "dispatch"
+            with m.State("dispatch"):
+                with m.Switch(cmd):
+                    with m.Case(CMD_IMAGE):
+                        m.next = "pixels"
+                    with m.Case(CMD_THRESHOLD):
+                        m.d.sync += left.eq(4)
+                        m.next = "arguments"
+                    with m.Case(CMD_MODE):
+                        m.d.sync += left.eq(2)
+                        m.next = "arguments"
+                    with m.Default():
+                        m.next = "error"
             with m.State("pixels"):
                 last = count == self.pixels_per_sample - 1
                 m.d.comb += [
@@ -280,7 +285,10 @@ class UartHarness(wiring.Component):
                 m.d.sync += [is_mode_r.eq(is_mode), exit_r.eq(exit_index)]
                 m.next = "check"
             with m.State("check"):
-                m.d.sync += ok_r.eq((exit_r < self.exits) & (~is_mode_r | (new_mode < _MODES)))
+                # (and the target exit one-hot: the copies' enables are a register and the
+                # state, not an exit-index compare)
+                m.d.sync += [ok_r.eq((exit_r < self.exits) & (~is_mode_r | (new_mode < _MODES))),
+                             sel_r.eq(Cat(exit_r == k for k in range(self.exits)))]
                 m.next = "write"
             with m.State("write"):
                 with m.If(ok_r):
@@ -289,10 +297,14 @@ class UartHarness(wiring.Component):
                     m.d.comb += [threshold.eq(thresholds[exit_r]), mode.eq(modes[exit_r])]
                     with m.If(is_mode_r):
                         m.d.comb += mode.eq(new_mode)
-                        m.d.sync += modes[exit_r].eq(new_mode)
+                        for k in range(self.exits):
+                            with m.If(sel_r[k]):
+                                m.d.sync += modes[k].eq(new_mode)
                     with m.Else():
                         m.d.comb += threshold.eq(new_threshold)
-                        m.d.sync += thresholds[exit_r].eq(new_threshold)
+                        for k in range(self.exits):
+                            with m.If(sel_r[k]):
+                                m.d.sync += thresholds[k].eq(new_threshold)
                     m.d.sync += [we.eq(1), w_exit.eq(exit_r),
                                  w_threshold.eq(threshold), w_mode.eq(mode)]
                     m.next = "command"
