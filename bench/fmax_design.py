@@ -11,11 +11,14 @@ takes about 5 to 12 minutes, the iCE40 one about 1.
 nextpnr reports one critical path. To see everything in the way of a clock goal, the build asks
 for nextpnr's detailed timing report (every net's latest arrival at each sink) and this prints
 the endpoints (flip-flop, block-RAM and DSP inputs) that would miss ``--target`` (default: the
-goal of 125 MHz), counted per design unit with the
+goal, 125 MHz on ECP5, 48 MHz on iCE40), counted per design unit with the
 worst slack and the net that arrives last, then the worst endpoints one by one. Setup times
 are nextpnr's: 0.42 ns for a flip-flop's LSR, taken as 0 for the other pins (nextpnr's figure
-for DI, M and CE). ECP5 only: nextpnr's iCE40 packer renames the flip-flops into logic cells
-whose inputs are not all endpoints, so there the critical path is all this prints.
+for DI, M and CE). iCE40: nextpnr's packer puts each flip-flop into a logic cell behind its
+LUT, so the build also writes nextpnr's packed netlist (``routed.json``): a logic cell with its
+flip-flop in use is an endpoint at each LUT input (arrival plus the LUT's delay in nextpnr's
+iCE40 model, 0.87 to 1.28 ns by input) and at its CEN and SR; block RAM, DSP and SPRAM inputs
+are endpoints as they are.
 
 ``--nextpnr-arg ARG`` (repeatable) passes ARG to nextpnr (placer and router options), for
 every seed.
@@ -43,10 +46,15 @@ from exitgate.runs import read_json
 from exitgate.sim.tools import tool_env
 
 OUT = Path(__file__).resolve().parent / "out" / "fmax"
-GOAL_MHZ = {"ecp5": 125.0}
+GOAL_MHZ = {"ecp5": 125.0, "ice40": 48.0}
 #: ECP5 cell types whose input pins end a timing path (a clocked element)
 SEQUENTIAL = {"TRELLIS_FF", "DP16KD", "PDPW16KD", "MULT18X18D", "ALU54B", "TRELLIS_DPR16X4"}
 SETUP_NS = {"LSR": 0.42}
+#: iCE40: packed cell types whose inputs end a timing path, and a logic cell's LUT delay by
+#: input (nextpnr's iCE40 model; a carry-in reaches the flip-flop through the LUT as I3 does)
+ICE40_SEQUENTIAL = {"ICESTORM_RAM", "ICESTORM_DSP", "ICESTORM_SPRAM"}
+ICE40_LUT_NS = {"I0": 1.28, "I1": 1.23, "I2": 1.0, "I3": 0.87, "CIN": 0.87}
+ICE40_CLOCKS = {"CLK", "RCLK", "WCLK", "CLOCK"}
 
 
 def _unit(cell: str) -> str:
@@ -73,6 +81,43 @@ def failing_endpoints(report: Path, netlist: Path, period_ns: float):
             slack = period_ns - max(e["delay"]) - SETUP_NS.get(port, 0.0)
             if slack < 0:
                 out.append((slack, e["cell"], port, net["net"]))
+    return sorted(out)
+
+
+def failing_endpoints_ice40(report: Path, packed: Path, period_ns: float):
+    """iCE40 endpoints whose latest arrival (plus the LUT in front of a logic cell's flip-flop)
+    exceeds ``period_ns``, from nextpnr's detailed report and its packed netlist ``packed``
+    (``--write``): (slack, register, port, net), worst first. A logic cell is named by its
+    flip-flop's output net, as yosys named the register."""
+    top = next(iter(json.loads(packed.read_text())["modules"].values()))
+    names = {}
+    for name, net in top["netnames"].items():
+        for bit in net["bits"]:
+            if bit not in names or (names[bit].startswith("$") and not name.startswith("$")):
+                names[bit] = name
+    cells = top["cells"]
+    data = json.loads(report.read_text())
+    if "detailed_net_timings" not in data:
+        raise SystemExit(f"{report} has no detailed timing (nextpnr --detailed-timing-report)")
+    out = []
+    for net in data["detailed_net_timings"]:
+        for e in net["endpoints"]:
+            cell, port = cells.get(e["cell"]), e["port"]
+            if cell is None or port in ICE40_CLOCKS:
+                continue
+            if cell["type"] == "ICESTORM_LC":
+                if not cell["parameters"].get("DFF_ENABLE", "0").strip("0"):
+                    continue                    # no flip-flop: the path goes on
+                extra = ICE40_LUT_NS.get(port, 0.1)
+                q = cell["connections"].get("O", [])
+                reg = names.get(q[0], e["cell"]) if q else e["cell"]
+            elif cell["type"] in ICE40_SEQUENTIAL:
+                extra, reg = 0.1, e["cell"]
+            else:
+                continue
+            slack = period_ns - max(e["delay"]) - extra
+            if slack < 0:
+                out.append((slack, reg, port, net["net"]))
     return sorted(out)
 
 
@@ -137,25 +182,30 @@ def main() -> None:
                     help="a further nextpnr option for every seed's run, e.g. "
                          "--nextpnr-arg=--router --nextpnr-arg=router2 (repeatable)")
     ap.add_argument("--target", type=float, default=None,
-                    help="clock goal in MHz for the ECP5 endpoint list (default 125)")
+                    help="clock goal in MHz for the endpoint list (default: 125 on ECP5, "
+                         "48 on iCE40)")
     args = ap.parse_args()
     m = read_json(args.run / "hw" / "manifest.json")
     acc, _ = load_design(args.run, args.design)
     out = OUT / args.run.resolve().name / args.design
     start = time.monotonic()
     profile = get_board(m["board"])
+    extra = ["--write", "routed.json"] if profile.family == "ice40" else []
     r = build(acc, profile, out, name="top", detailed_timing=True,
-              nextpnr_args=args.nextpnr_arg, **harness_args(m, args.design))
+              nextpnr_args=args.nextpnr_arg + extra, **harness_args(m, args.design))
     path = critical_path(Path(r["logs"]["nextpnr"]))
     print(f"{args.design} on {m['board']}: Fmax {r['fmax_mhz']:.2f} MHz, "
           f"{r['resources']} ({time.monotonic() - start:.0f} s, {out})")
     print(f"critical path: {path['logic_ns'] + path['routing_ns']:.2f} ns "
           f"({path['logic_ns']:.2f} logic, {path['routing_ns']:.2f} routing)")
     print(f"  from {path['start']}\n  to   {path['end']}\n  via  {' -> '.join(path['units'])}")
+    target = args.target or GOAL_MHZ.get(profile.family)
     if profile.family == "ecp5":
-        target = args.target or GOAL_MHZ["ecp5"]
         print_endpoints(failing_endpoints(Path(r["logs"]["report"]), out / "top.json",
                                           1e3 / target), target)
+    elif profile.family == "ice40":
+        print_endpoints(failing_endpoints_ice40(Path(r["logs"]["report"]), out / "routed.json",
+                                                1e3 / target), target)
     if args.seeds > 1:
         fmax = {1: r["fmax_mhz"], **seed_fmax(out, profile.family, range(2, args.seeds + 1))}
         print("Fmax by nextpnr seed: " + ", ".join(f"{sd}: {f:.2f}" for sd, f in fmax.items())
