@@ -63,17 +63,22 @@ def _unit(cell: str) -> str:
         re.sub(r"_(TRELLIS|SB_|LUT4|CCU2|DFF).*", "", parts[0])
 
 
+def _detailed(report: Path) -> list:
+    """nextpnr's per-net timings from its report (the build asks for them)."""
+    data = json.loads(report.read_text())
+    if "detailed_net_timings" not in data:
+        raise SystemExit(f"{report} has no detailed timing (nextpnr --detailed-timing-report)")
+    return data["detailed_net_timings"]
+
+
 def failing_endpoints(report: Path, netlist: Path, period_ns: float):
     """Endpoints (pins of clocked cells, not their clocks) whose latest arrival plus setup
     exceeds ``period_ns``, from nextpnr's detailed report: (slack, cell, port, net), worst first."""
     cells = {}
     for mod in json.loads(netlist.read_text())["modules"].values():
         cells.update({name: c["type"] for name, c in mod["cells"].items()})
-    data = json.loads(report.read_text())
-    if "detailed_net_timings" not in data:
-        raise SystemExit(f"{report} has no detailed timing (nextpnr --detailed-timing-report)")
     out = []
-    for net in data["detailed_net_timings"]:
+    for net in _detailed(report):
         for e in net["endpoints"]:
             port = e["port"]
             if cells.get(e["cell"]) not in SEQUENTIAL or port.startswith("CLK"):
@@ -96,11 +101,8 @@ def failing_endpoints_ice40(report: Path, packed: Path, period_ns: float):
             if bit not in names or (names[bit].startswith("$") and not name.startswith("$")):
                 names[bit] = name
     cells = top["cells"]
-    data = json.loads(report.read_text())
-    if "detailed_net_timings" not in data:
-        raise SystemExit(f"{report} has no detailed timing (nextpnr --detailed-timing-report)")
     out = []
-    for net in data["detailed_net_timings"]:
+    for net in _detailed(report):
         for e in net["endpoints"]:
             cell, port = cells.get(e["cell"]), e["port"]
             if cell is None or port in ICE40_CLOCKS:

@@ -446,15 +446,13 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += [s2_valid.eq(f_valid & f_sf_last), s2_first.eq(f_first),
                      s2_last.eq(f_last)]
 
-        # Output register: requantise (or pass the accumulators).
-        values = [s2_acc[p] if self.shift is None else requantise_value(
-            s2_acc[p], self.shift, self.out_bits, self.out_signed, self.relu) for p in range(pe)]
-        if deep:
-            # the requantiser in two register stages (`requantise_split`: the rounding and the
-            # clamp compares, then the rounded low bits and the clamp), the result into a
-            # register, then the output FIFO: never full when written (credits)
-            rq_valid, rq_first, rq_last = Signal(), Signal(), Signal()
-            m.d.sync += [rq_valid.eq(s2_valid), rq_first.eq(s2_first), rq_last.eq(s2_last)]
+        def requant_stage():
+            """The requantiser's first stage in registers (`requantise_split`; raw accumulators:
+            the accumulators), with the pass's flags: ((valid, first, last), the lanes' values
+            behind it)."""
+            flags = Signal(name="rq_valid"), Signal(name="rq_first"), Signal(name="rq_last")
+            m.d.sync += [f.eq(v) for f, v in zip(flags, (s2_valid, s2_first, s2_last))]
+            out = []
             for p in range(pe):
                 if self.shift is None:
                     first, second = [s2_acc[p]], (lambda regs: regs[0])
@@ -464,7 +462,16 @@ class MatrixVectorUnit(wiring.Component):
                 regs = [Signal(v.shape(), name=f"rq{p}_{n}", reset_less=True)
                         for n, v in enumerate(first)]
                 m.d.sync += [r.eq(v) for r, v in zip(regs, first)]
-                values[p] = second(regs)
+                out.append(second(regs))
+            return flags, out
+
+        # Output register: the requantised values (or the accumulators).
+        values = list(s2_acc)
+        if deep:
+            # the requantiser in two register stages (`requantise_split`: the rounding and the
+            # clamp compares, then the rounded low bits and the clamp), the result into a
+            # register, then the output FIFO: never full when written (credits)
+            (rq_valid, rq_first, rq_last), values = requant_stage()
             payload = o.payload.shape()
             m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=payload.size, depth=depth)
             beat, beat_valid = Signal(payload), Signal()
@@ -479,16 +486,7 @@ class MatrixVectorUnit(wiring.Component):
             # the clamp compares, then the rounded low bits and the clamp into the output
             # register): one carry chain a stage (Fmax: on the iCE40 the rounding add and the
             # two clamp compares in a row, then the spare mux, set the clock)
-            rq_valid, rq_first, rq_last = Signal(), Signal(), Signal()
-            m.d.sync += [rq_valid.eq(s2_valid), rq_first.eq(s2_first), rq_last.eq(s2_last)]
-            for p in range(pe):
-                first, second = requantise_split(s2_acc[p], self.shift, self.out_bits,
-                                                 self.out_signed, self.relu)
-                regs = [Signal(v.shape(), name=f"rq{p}_{n}", reset_less=True)
-                        for n, v in enumerate(first)]
-                m.d.sync += [r.eq(v) for r, v in zip(regs, first)]
-                values[p] = second(regs)
-            s2_valid, s2_first, s2_last = rq_valid, rq_first, rq_last
+            (s2_valid, s2_first, s2_last), values = requant_stage()
         # The output register and ``depth - 1`` spare registers behind it (a shift FIFO, oldest
         # in spare 0): a result goes into the output register when it is free or being read
         # and no spare is waiting, else into the first free spare; the credits guarantee one
