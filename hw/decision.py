@@ -74,10 +74,10 @@ iCE40 the UP5K's SPRAM (`spram_blocks` SB_SPRAM256KA side by side; elsewhere, an
 an amaranth ``Memory``): no ``C * W`` logit flip-flops at all. Logit ``j`` is written into word
 ``j``; the sum stage reads one word a cycle, registers the read data, and registers the LUT
 index from that a cycle later. Reads and writes never share a cycle: ``i.ready`` rises two
-cycles after the sample's last read (two cycles later than ``"single"``: the next sample's first
-logit overwrites the max, which the last logit's index still reads). Initiation interval
-``max(2 * C + 1, B + 3)``; latency ``C + B + 6``. The compiler uses it where the board has SPRAM for every unit's store
-(`exitgate.compiler.codegen.logit_ram`).
+cycles after the sample's last read (two cycles later than ``"single"``). Initiation interval
+``max(2 * C + 1, B + 3)``; latency ``C + B + 6``. The compiler uses it where the board has SPRAM
+for every unit's store (`exitgate.compiler.codegen.logit_ram`) and the unit keeps up with the
+stage that feeds it (`exitgate.compiler.codegen.decision_store`).
 """
 
 from __future__ import annotations
@@ -339,9 +339,11 @@ class ExitDecision(wiring.Component):
             m.d.comb += self.i.ready.eq(ready1)
             with m.If(self.i.valid & ready1 & last1):
                 m.d.sync += ready1.eq(0)                    # full
-            # (rv2 & rlast2: the cycle after the last read, when its data is registered; the
-            # next sample's first logit overwrites the max, and the last logit's index is
-            # registered from it on the cycle after)
+            # (rv2 & rlast2: the cycle after the last read, when its data is registered. A
+            # cycle later than needed: this kept the collect stage's max for the last index
+            # when the index still read it; zmaxh2 is now a register of its own, so the next
+            # sample could come a cycle sooner, which buys nothing where the producer sets the
+            # pace: the compiler uses this store only there)
             with m.If(rv2 & rlast2):
                 m.d.sync += ready1.eq(1)
             zaddr, we = Signal(range(C)), Signal()
