@@ -444,8 +444,9 @@ def block_features(kind: str, family: str, **p) -> _Features:
         # the max and, per copy, the max with the index's rounding term (one bit wider) and
         # (``bound``, deep boards) the index's saturation bound (two bits wider)
         bound = p.get("bound", False)
-        # ("ram": stage 1's max and argmax held twice, a candidate and a held register)
-        held = wd + _rw(cl) if ram else 0
+        # (stage 1's max and argmax held twice, a candidate and a held register; not "ram":
+        # the rounded max and the bound too)
+        held = wd + _rw(cl) + (0 if ram else (wd + 1) + (wd + 2) * bound)
         x.add("regs", copies * (cl * wd + wd + 1 + (wd + 2) * bound) + wd + 3 * idw
               + 4 * (b + 1) + 2 * max(1, _rw(cl)) * 3 + _rw(cl) * 2 + 3 * sb + 1 + _rw(b) + 14
               + _rw(spec.lut_size) + spec.exp_bits + 1 + 6  # the pipelined sum stage
@@ -456,7 +457,7 @@ def block_features(kind: str, family: str, **p) -> _Features:
               # whose mode is constant)
               + (0 if p.get("final", False) else 2)
               # the held registers above and the new-max flag
-              + (held + 1 if ram else 0))
+              + held + 1)
         x.add("mux_bits", (cl * wd if copies == 2 else _rw(cl) if ram else wd) + 2 * sb + held)
         x.add("cmp_bits", (2 + bound) * wd + 3 * sb)
     elif kind == "cond_buffer":

@@ -404,52 +404,53 @@ class ExitDecision(wiring.Component):
                     m.d.sync += z1[j].eq(logit)
         with m.If(s2_load):
             m.d.sync += full1.eq(0)
+        # The running max, its rounded form, (``bound``) its saturation bound and the argmax
+        # are not registers with an enable: the accepted logit goes into candidate registers
+        # (cz1 ...), whether it is the new max into a flag (new1), and the values above are
+        # Mux(new1, candidate, held), the held registers (hz1 ...) taking them every cycle.
+        # They have the cycle timing registers loaded on the accept would have. (Fmax: the
+        # compare in front of a ~70-flip-flop enable, through a global buffer, was the iCE40
+        # critical path; now the compare ends at the one flag.)
         # logit > zmax1 as an unsigned compare of the two in offset binary (sign bit
         # inverted, which the carry chain's own LUTs take in): the chain's carry out is the
         # result, with no sign and overflow logic after it (Fmax: this compare and the enable
         # behind it were the ECP5 design's critical path)
-        sign = 1 << (W - 1)
-        gt = Signal()
-        m.d.comb += gt.eq((logit.as_unsigned() ^ sign) > (zmax1.as_unsigned() ^ sign))
-        with m.If(accept):
-            with m.If(first1):
-                m.d.sync += [id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
-            with m.If(last1):
-                m.d.sync += full1.eq(1)
+        new1 = Signal()
+        cz1, hz1 = Signal.like(zmax1, name="cz1"), Signal.like(zmax1, name="hz1")
+        carg1, harg1 = Signal.like(arg1, name="carg1"), Signal.like(arg1, name="harg1")
+        pairs = [(zmax1, cz1, hz1), (arg1, carg1, harg1)]
+        cand = [cz1.eq(logit), carg1.eq(cnt1)]
         if ram:
-            # "ram" (the iCE40): the max and argmax are not registers with an enable. The
-            # accepted logit goes into candidate registers (cz1, carg1), whether it is the new
-            # max into a flag (new1), and zmax1 / arg1 are Mux(new1, candidate, held), the held
-            # registers taking them every cycle: the cycle timing registers loaded on the accept
-            # would have. (Fmax: the compare in front of a ~50-flip-flop enable, through a
-            # global buffer, was the iCE40 critical path; now it ends at the one flag.) The
-            # rounded max and (``bound``) the bound are registers of their own, taken from the
-            # held max every cycle: the index reads them from the third cycle after the
+            # the rounded max and (``bound``) the bound as registers of their own, taken from
+            # the held max every cycle: the index reads them from the third cycle after the
             # sample's last logit on, when they hold its max, until its last index (the next
-            # sample's first logit is accepted two cycles after the last read at the earliest).
-            new1 = Signal()
-            cz1, hz1 = Signal.like(zmax1, name="cz1"), Signal.like(zmax1, name="hz1")
-            carg1, harg1 = Signal.like(arg1, name="carg1"), Signal.like(arg1, name="harg1")
-            for value, cnd, held in [(zmax1, cz1, hz1), (arg1, carg1, harg1)]:
-                m.d.comb += value.eq(Mux(new1, cnd, held))
-                m.d.sync += held.eq(value)
-            m.d.sync += new1.eq(accept & (first1 | gt))
-            with m.If(accept):
-                m.d.sync += [cz1.eq(logit), carg1.eq(cnt1)]
+            # sample's first logit is accepted two cycles after the last read at the earliest)
             zmaxh2 = Signal(hshape, name="zmaxh2")
             m.d.sync += zmaxh2.eq(hz1 + half)
             if self.bound:
                 zmaxc2 = Signal(cshape, name="zmaxc2")
                 m.d.sync += zmaxc2.eq(hz1 + (half - clamp))
         else:
-            with m.If(accept):
-                # a new max: the max, its rounded form and (``bound``) the saturation bound
-                new_max = [zmax1.eq(logit), zmaxh1.eq(logit + half)] + (
-                    [zmaxc1.eq(logit + (half - clamp))] if self.bound else [])
-                with m.If(first1):
-                    m.d.sync += new_max + [arg1.eq(0)]
-                with m.Elif(gt):
-                    m.d.sync += new_max + [arg1.eq(cnt1)]
+            czh1, hzh1 = Signal.like(zmaxh1, name="czh1"), Signal.like(zmaxh1, name="hzh1")
+            pairs.append((zmaxh1, czh1, hzh1))
+            cand.append(czh1.eq(logit + half))
+            if self.bound:
+                czc1, hzc1 = Signal.like(zmaxc1, name="czc1"), Signal.like(zmaxc1, name="hzc1")
+                pairs.append((zmaxc1, czc1, hzc1))
+                cand.append(czc1.eq(logit + (half - clamp)))
+        for value, cnd, held in pairs:
+            m.d.comb += value.eq(Mux(new1, cnd, held))
+            m.d.sync += held.eq(value)
+        sign = 1 << (W - 1)
+        gt = Signal()
+        m.d.comb += gt.eq((logit.as_unsigned() ^ sign) > (zmax1.as_unsigned() ^ sign))
+        m.d.sync += new1.eq(accept & (first1 | gt))
+        with m.If(accept):
+            m.d.sync += cand
+            with m.If(first1):
+                m.d.sync += [id1.eq(self.i.payload.id), t1.eq(t_reg), mode1.eq(mode_reg)]
+            with m.If(last1):
+                m.d.sync += full1.eq(1)
 
         # --- stage 2
         # in logic: yosys would otherwise fold e2 into a block-RAM read port, and block RAM is
