@@ -96,8 +96,9 @@ class ExitMerge(wiring.Component):
 
         # the next grant, on a cycle with no grant pending or one taken: round-robin, the first
         # input valid (and not being taken) after the last granted one (this cycle's, if any)
+        raw = Cat(*(self.i[k].valid for k in range(n)))
         valid = Signal(n)
-        m.d.comb += valid.eq(Cat(*(self.i[k].valid for k in range(n))) & ~fire)
+        m.d.comb += valid.eq(raw & ~fire)
         # (one expression, not a default and overrides: Icarus does not run such an
         # ``always @*`` block at time 0, and ``after`` stayed X until an input changed)
         after = Signal(range(n))
@@ -121,7 +122,6 @@ class ExitMerge(wiring.Component):
             m.d.comb += pick[k].eq(valid[k] & cond)
         # (and when the granted input is not valid, which a stream's source may not do: the
         # merge then arbitrates again rather than wait on it for ever)
-        raw = Cat(*(self.i[k].valid for k in range(n)))
         with m.If(~(granted & raw).any() | fire.any()):
             m.d.sync += granted.eq(pick)
 
