@@ -45,7 +45,7 @@ from ..hw.cond_buffer import DP16KD_SHAPES, storage_columns
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
 from ..hw.mvu import (accumulator_width, adder_tree_registers, ecp5_dsp_family_fits,
-                      mvu_fifo_depth, soft_rows)
+                      mvu_fifo_depth, soft_rows, weight_rom_attrs)
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -120,15 +120,18 @@ def bram_tiles(depth: int, width: int, family: str, *, simple_dual: bool = True)
 
 
 def map_memory(depth: int, width: int, family: str, *, rom: bool,
-               sync_read: bool = True) -> MemoryMap:
+               sync_read: bool = True, block: bool = False) -> MemoryMap:
     """The yosys ``memory_libmap`` choice for one memory (see module docstring); block RAM
-    needs a synchronous read port."""
+    needs a synchronous read port. ``block``: the memory asks for block RAM (``rom_style`` /
+    ``ram_style = "block"``), which yosys then uses whatever its costs say."""
     _check_family(family)
     bits = depth * width
     if depth <= 1 or width == 0:
         return MemoryMap("logic", bits=bits)
     cost, _, _ = _BRAM_GEOMETRY[family]
     tiles = bram_tiles(depth, width, family)
+    if block and sync_read:
+        return MemoryMap("bram", bram=tiles, bits=bits)
     options = [(bits / 16 if rom else bits, MemoryMap("logic", bits=bits))]
     if sync_read:
         options.append((cost * tiles, MemoryMap("bram", bram=tiles, bits=bits)))
@@ -170,11 +173,14 @@ class _Features:
         self.f[name] = self.f.get(name, 0.0) + float(value)
 
     def memory(self, depth: int, width: int, *, rom: bool, read_reg: bool = True,
-               transparent: bool = False, collisions: bool = True) -> MemoryMap:
+               transparent: bool = False, collisions: bool = True,
+               block: bool = False) -> MemoryMap:
         """One memory; ``read_reg=False``: an asynchronous (comb) read port, which block RAM
         cannot serve. ``collisions=False``: an `exitgate.hw.ram.sdp_memory`, whose block RAM
-        has no read / write collision logic beside it."""
-        mm = map_memory(depth, width, self.family, rom=rom, sync_read=read_reg or transparent)
+        has no read / write collision logic beside it. ``block``: asks for block RAM
+        (`map_memory`)."""
+        mm = map_memory(depth, width, self.family, rom=rom, sync_read=read_reg or transparent,
+                        block=block)
         if mm.kind == "bram":
             self.bram += mm.bram
             if not rom and collisions:
@@ -317,7 +323,8 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
     ``requant``: False for raw accumulators (logits), which have no requantiser."""
     nf, sf = rows // pe, n // simd
     soft = soft_rows(soft, pe)
-    wmap = x.memory(nf * sf, pe * simd * wb, rom=True)
+    wmap = x.memory(nf * sf, pe * simd * wb, rom=True,
+                    block=bool(weight_rom_attrs(nf * sf, deep)))
     bmap = x.memory(nf, pe * bias_w, rom=True)
     if deep and x.family == "ecp5":
         # a deep MVU's "rom" register takes the ROMs' read data with nothing in between: a

@@ -210,3 +210,20 @@ endmodule
                          check=True).stdout
     errs, outs = map(int, re.search(r"RESULT errs=(\d+) outs=(\d+)", out).groups())
     assert outs > 1000 and errs == 0, out[-500:]
+
+
+@pytest.mark.parametrize("deep,n,dp16kd", [(True, 34, 1), (False, 34, 0), (True, 16, 0)])
+def test_deep_weight_rom_deeper_than_16_words_is_block_ram(deep, n, dp16kd):
+    """A deep MVU's (ECP5 boards') weight ROM of more than 16 words goes to a DP16KD although
+    yosys' costs prefer logic for it (34 words x 16 bits); 16 words stay in LUTs, and so does
+    a shallow MVU's ROM. The resource estimate maps the ROM the same way."""
+    from exitgate.boards.synth import synthesise
+    from exitgate.compiler.resources import map_memory
+    from exitgate.hw.mvu import weight_rom_attrs
+    mvu = _mvu(pe=1, simd=2, rows=2, n=n)
+    mvu.deep = deep
+    depth, width = 2 * (n // 2), 1 * 2 * 8         # NF x SF words of PE x SIMD x 8 bits
+    got = synthesise(_verilog(mvu), "ecp5")
+    assert got["cells"].get("DP16KD", 0) == got["bram"] == dp16kd
+    est = map_memory(depth, width, "ecp5", rom=True, block=bool(weight_rom_attrs(depth, deep)))
+    assert (est.kind, est.bram) == (("bram", 1) if dp16kd else ("logic", 0))
