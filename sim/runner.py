@@ -55,6 +55,31 @@ def _verilator_make_flags() -> str:
     return " ".join(flags)
 
 
+def _objcache_flag(build_dir: Path) -> str:
+    """``OBJCACHE=<wrapper>``: Verilator's runtime objects come from a store shared by the
+    builds (`exitgate.sim.objcache`): $EXITGATE_SIM_CACHE's, else the one beside ``build_dir``
+    (RUN/sim/build holds both designs' builds). Not part of the design hash: the objects are the
+    same either way. Empty (no cache) where make could not take the paths."""
+    from .tools import verilator_root
+
+    root = verilator_root()
+    store = Path(os.environ.get("EXITGATE_SIM_CACHE") or build_dir.parent) / "verilator-objects"
+    script = Path(__file__).with_name("objcache.py")
+    paths = [str(store), str(script), sys.executable, str(root / "include") if root else ""]
+    if not root or any(not p or re.search(r"[\s'\"$\\`]", p) for p in paths):
+        return ""
+    store.mkdir(parents=True, exist_ok=True)
+    wrapper = store / "objcache.sh"
+    text = ("#!/bin/sh\nexec '{}' '{}' '{}' '{}' \"$@\"\n".format(
+        sys.executable, script, store, root / "include"))
+    if not wrapper.exists() or wrapper.read_text() != text:
+        tmp = store / f".objcache.sh.{os.getpid()}"
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, wrapper)
+    return f"OBJCACHE={wrapper}"
+
+
 def _fst_available() -> bool:
     """Whether Verilator's FST writer can be compiled here (it needs the lz4 and zlib headers,
     e.g. Debian's liblz4-dev and zlib1g-dev); without them traces are VCD."""
@@ -109,6 +134,8 @@ def _build_and_test(runner, sim_name, name, text, toplevel, test_module, build_d
     stamp = build_dir / ".exitgate-build-hash"
     always = not (stamp.exists() and stamp.read_text() == digest)
     make_flags = settings["make"]
+    if sim_name == "verilator":
+        make_flags = f"{make_flags} {_objcache_flag(build_dir)}".strip()
     saved = os.environ.get("MAKEFLAGS")
     if make_flags:  # variable definitions in MAKEFLAGS act as make command-line overrides
         os.environ["MAKEFLAGS"] = f"{saved or ''} {make_flags}".strip()
