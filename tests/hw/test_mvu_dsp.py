@@ -30,14 +30,15 @@ def _ecp5():
     return ULX3S_85F_Platform()
 
 
-def _mvu(in_width=8, in_signed=False, weight_bits=8, pe=2, simd=4, shift=7, rows=6, n=8):
+def _mvu(in_width=8, in_signed=False, weight_bits=8, pe=2, simd=4, shift=7, rows=6, n=8,
+         deep=False):
     w = (np.arange(rows * n).reshape(rows, n) * 37 % 255) - 127
     w = np.clip(w, -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1)
     b = np.arange(rows) * 101 - 300
     acc = accumulator_width(w, b, in_width, in_signed)
     return MatrixVectorUnit(w, b, in_width=in_width, in_signed=in_signed, weight_bits=weight_bits,
                             pe=pe, simd=simd, acc_width=acc, shift=shift, out_bits=8,
-                            relu=shift is not None)
+                            relu=shift is not None, deep=deep)
 
 
 def _instances(component, platform):
@@ -220,8 +221,7 @@ def test_deep_weight_rom_deeper_than_16_words_is_block_ram(deep, n, dp16kd):
     from exitgate.boards.synth import synthesise
     from exitgate.compiler.resources import map_memory
     from exitgate.hw.mvu import weight_rom_attrs
-    mvu = _mvu(pe=1, simd=2, rows=2, n=n)
-    mvu.deep = deep
+    mvu = _mvu(pe=1, simd=2, rows=2, n=n, deep=deep)
     depth, width = 2 * (n // 2), 1 * 2 * 8         # NF x SF words of PE x SIMD x 8 bits
     got = synthesise(_verilog(mvu), "ecp5")
     assert got["cells"].get("DP16KD", 0) == got["bram"] == dp16kd
