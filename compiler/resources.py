@@ -45,7 +45,7 @@ from ..hw.cond_buffer import DP16KD_SHAPES, storage_columns
 from ..hw.conv import window_buffer_banks
 from ..hw.decision import decision_layout
 from ..hw.mvu import (accumulator_width, adder_tree_registers, ecp5_dsp_family_fits,
-                      mvu_fifo_depth, soft_rows, weight_rom_attrs)
+                      mvu_fifo_depth, soft_rows, weight_rom_in_block_ram)
 from ..numerics import DecisionSpec
 from .graph import HwGraph, Stage
 
@@ -324,7 +324,7 @@ def _mvu_features(x: _Features, rows, n, pe, simd, ib, wb, acc_w, bias_w, out_bi
     nf, sf = rows // pe, n // simd
     soft = soft_rows(soft, pe)
     wmap = x.memory(nf * sf, pe * simd * wb, rom=True,
-                    block=bool(weight_rom_attrs(nf * sf, deep)))
+                    block=weight_rom_in_block_ram(nf * sf, deep))
     bmap = x.memory(nf, pe * bias_w, rom=True)
     if deep and x.family == "ecp5":
         # a deep MVU's "rom" register takes the ROMs' read data with nothing in between: a

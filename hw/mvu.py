@@ -24,8 +24,8 @@ duplicated. One chunk per cycle, so a vector takes ``NF * SF`` cycles; latency c
 beat-out is `mvu_latency` (6 + floor(ceil(log2 SIMD) / 2); 5 + ... for raw accumulators).
 
 ``deep=True`` (for boards with flip-flops to spare and long DSP routes: ECP5) takes the chunks
-through a skid buffer, keeps a weight ROM deeper than 16 words in block RAM (`weight_rom_attrs`:
-routing congestion), adds two operand registers in front of the products (the first takes the
+through a skid buffer, keeps a weight ROM deeper than 16 words in block RAM
+(`weight_rom_in_block_ram`: routing congestion), adds two operand registers in front of the products (the first takes the
 ROMs' outputs with nothing in between, so an ECP5 build makes it the block RAMs' own output
 register, `exitgate.boards.bram_outreg`), lands the products in a register of their own before
 the adder tree (the DSPs sit in rows across the die, far from the tree), registers the adder
@@ -81,7 +81,7 @@ __all__ = ["requantise_value", "requantise_split", "accumulator_width", "chunk_s
            "MatrixVectorUnit", "mvu_latency", "mvu_fifo_depth", "adder_tree_registers",
            "LaneSerialiser", "elements",
            "ecp5_dsp_fits", "ecp5_dsp_family_fits", "soft_product", "soft_rows",
-           "weight_rom_attrs", "WEIGHT_ROM_LOGIC_DEPTH"]
+           "weight_rom_in_block_ram", "WEIGHT_ROM_LOGIC_DEPTH"]
 
 #: operand widths a MULT18X18D multiplies (18 x 18, each signed or unsigned; yosys' own ECP5 DSP
 #: mapping takes operands of at least 2 bits)
@@ -243,20 +243,20 @@ def _pack(values, width: int) -> int:
     return word
 
 
-#: words above which a deep MVU's weight ROM goes to block RAM (`weight_rom_attrs`)
+#: words above which a deep MVU's weight ROM goes to block RAM (`weight_rom_in_block_ram`)
 WEIGHT_ROM_LOGIC_DEPTH = 16
 
 
-def weight_rom_attrs(depth: int, deep: bool) -> dict:
-    """Synthesis attributes of the weight ROM: a deep MVU (ECP5 boards) keeps a ROM of more than
-    `WEIGHT_ROM_LOGIC_DEPTH` words in block RAM (``rom_style = "block"``) whatever yosys' cost
-    model prefers. In logic each output bit of such a ROM is a LUT tree over the whole address,
-    so the few address nets fan out to thousands of LUTs beside the DSPs: the digits baseline's
-    conv s3 (36 words x 1024 bits, about 4000 LUT4s) was where nextpnr's router stalled
-    (measured with router2's congestion heatmap), at every seed tried. Up to 16 words a bit is
-    one LUT4 and logic stays cheaper. The resource estimate follows the same rule
-    (`exitgate.compiler.resources`)."""
-    return {"rom_style": "block"} if deep and depth > WEIGHT_ROM_LOGIC_DEPTH else {}
+def weight_rom_in_block_ram(depth: int, deep: bool) -> bool:
+    """Whether the weight ROM asks for block RAM (``rom_style = "block"``) whatever yosys' cost
+    model prefers: a deep MVU's (ECP5 boards') ROM of more than `WEIGHT_ROM_LOGIC_DEPTH` words.
+    In logic each output bit of such a ROM is a LUT tree over the whole address, so the few
+    address nets fan out to thousands of LUTs beside the DSPs: the digits baseline's conv s3
+    (36 words x 1024 bits, about 4000 LUT4s) was where nextpnr's router stalled (measured with
+    router2's congestion heatmap), at every seed tried. Up to 16 words a bit is one LUT4 and
+    logic stays cheaper. The MVU and the resource estimate (`exitgate.compiler.resources`) both
+    decide by this."""
+    return deep and depth > WEIGHT_ROM_LOGIC_DEPTH
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -323,7 +323,9 @@ class MatrixVectorUnit(wiring.Component):
 
         m.submodules.wrom = wrom = Memory(shape=unsigned(pe * simd * self.weight_bits),
                                           depth=nf_max * sf_max, init=self._weight_init(),
-                                          attrs=weight_rom_attrs(nf_max * sf_max, deep))
+                                          attrs={"rom_style": "block"}
+                                          if weight_rom_in_block_ram(nf_max * sf_max, deep)
+                                          else {})
         m.submodules.brom = brom = Memory(
             shape=unsigned(pe * self.bias_width), depth=nf_max,
             init=[_pack(b, self.bias_width) for b in self.bias.reshape(nf_max, pe)])

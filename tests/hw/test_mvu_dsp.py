@@ -220,10 +220,10 @@ def test_deep_weight_rom_deeper_than_16_words_is_block_ram(deep, n, dp16kd):
     a shallow MVU's ROM. The resource estimate maps the ROM the same way."""
     from exitgate.boards.synth import synthesise
     from exitgate.compiler.resources import map_memory
-    from exitgate.hw.mvu import weight_rom_attrs
+    from exitgate.hw.mvu import weight_rom_in_block_ram
     mvu = _mvu(pe=1, simd=2, rows=2, n=n, deep=deep)
     depth, width = 2 * (n // 2), 1 * 2 * 8         # NF x SF words of PE x SIMD x 8 bits
     got = synthesise(_verilog(mvu), "ecp5")
     assert got["cells"].get("DP16KD", 0) == got["bram"] == dp16kd
-    est = map_memory(depth, width, "ecp5", rom=True, block=bool(weight_rom_attrs(depth, deep)))
+    est = map_memory(depth, width, "ecp5", rom=True, block=weight_rom_in_block_ram(depth, deep))
     assert (est.kind, est.bram) == (("bram", 1) if dp16kd else ("logic", 0))

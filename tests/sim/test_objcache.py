@@ -36,15 +36,13 @@ def tools(tmp_path):
 
 
 def _compile(tmp_path, include, cxx, build, *flags, source="verilated.cpp"):
+    """objcache as make runs it: in the build directory (``-o`` and the .d are relative)."""
     build.mkdir(exist_ok=True)
     args = [str(tmp_path / "store"), str(include), cxx, "-Os", *flags, "-MMD", "-c", "-o",
             "verilated.o", str(include / source)]
-    cwd = os.getcwd()
-    os.chdir(build)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(build)
         return objcache.main(args)
-    finally:
-        os.chdir(cwd)
 
 
 def _calls(log):
